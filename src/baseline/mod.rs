@@ -1,0 +1,1 @@
+//! TODO-free placeholder: filled by the pipeline work.

@@ -1,0 +1,1 @@
+//! Timestamp-ordered merge of several sources.

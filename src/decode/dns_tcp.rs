@@ -1,0 +1,4 @@
+//! DNS over TCP: two-byte length-prefixed messages, reassembled across segments
+//! (RFC 1035 4.2.2, RFC 7766). One [`DnsTcpStream`] per direction of a TCP flow to or
+//! from port 53; gaps and out-of-order segments are skipped and counted, never waited for
+//! without bound.

@@ -1,0 +1,121 @@
+//! Enrichment: the optional EDR feed (see ../shared/spec/edr-feed.md) and host inventory.
+//!
+//! In: EDR lines (canonical JSON, osquery, Sysmon for Linux, ESXi logs), format detected
+//! per file. Out: an [`Attribution`] for a flow (process, user, launchd job, host, VM),
+//! looked up by transport, addresses, ports and time. Bad lines are counted and skipped,
+//! never fatal.
+//!
+//! The index is shared between the feed reader (writer) and the pipeline workers
+//! (readers), so it lives in lock-sharded maps (dashmap).
+
+use serde::{Deserialize, Serialize};
+
+/// `host` object (ECS).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<OsInfo>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsInfo {
+    /// `macos`, `linux`, `esxi`, `windows`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeSignature {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed: Option<bool>,
+}
+
+/// `process` object (ECS).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_signature: Option<CodeSignature>,
+}
+
+/// `user` object (ECS).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `launchd` object: the LaunchAgent/LaunchDaemon that started the process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchdInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plist: Option<String>,
+    /// `agent` or `daemon`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// `vm` object: a virtual machine and the ESXi host it runs on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip: Vec<String>,
+    /// Name of the ESXi host running the VM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// Everything the EDR feed knows about the origin of a flow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launchd: Option<LaunchdInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmInfo>,
+}
+
+impl Attribution {
+    /// The host's platform (`macos`, `linux`, `esxi`), a VM counting as `esxi`.
+    pub fn platform(&self) -> Option<&str> {
+        if self.vm.is_some() {
+            return Some("esxi");
+        }
+        self.host.as_ref()?.os.as_ref()?.platform.as_deref()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none()
+            && self.process.is_none()
+            && self.user.is_none()
+            && self.launchd.is_none()
+            && self.vm.is_none()
+    }
+}

@@ -1,0 +1,1 @@
+//! Flow shards: see [`super`].

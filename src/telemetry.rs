@@ -1,0 +1,1 @@
+//! Metrics: see issue 8.
