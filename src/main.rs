@@ -1,7 +1,15 @@
 //! The `portent` command. Errors from the library become one-line messages and exit
 //! codes here, and only here: 2 for bad input or usage, 1 for a failed threshold.
 
-use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use portent::config::Config;
+use portent::pipeline::{self, replay::FileSource, Outputs, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -16,15 +24,125 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Read pcap/pcapng files (merged in time order) on packet time.
+    Replay(ReplayArgs),
     /// Write labelled traffic (pcap), an EDR feed and the ground truth.
     Simulate(portent::simulate::SimulateArgs),
     /// Score alerts against a simulation's ground truth.
     Score(portent::simulate::ScoreArgs),
 }
 
+#[derive(Args)]
+struct ReplayArgs {
+    /// Capture files (pcap or pcapng).
+    #[arg(required = true)]
+    pcaps: Vec<PathBuf>,
+    /// Alerts as JSON Lines (`-` for stdout).
+    #[arg(long)]
+    alerts: Option<PathBuf>,
+    /// Finished flows as JSON Lines (Zeek conn.log fields).
+    #[arg(long)]
+    flows: Option<PathBuf>,
+    /// DNS answers as JSON Lines.
+    #[arg(long)]
+    dns: Option<PathBuf>,
+    /// Configuration file (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Worker threads (overrides the config).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// No summary on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static REOPEN: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+extern "C" fn on_hup(_: libc::c_int) {
+    REOPEN.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT/SIGTERM stop reading and flush everything; SIGHUP reopens output files.
+fn install_signals() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+    // SAFETY: the handlers only store to atomics, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reopen = Arc::new(AtomicBool::new(false));
+    let (s, r) = (stop.clone(), reopen.clone());
+    std::thread::Builder::new()
+        .name("portent-signals".into())
+        .spawn(move || loop {
+            if STOP.load(Ordering::Relaxed) {
+                s.store(true, Ordering::Relaxed);
+            }
+            if REOPEN.swap(false, Ordering::Relaxed) {
+                r.store(true, Ordering::Relaxed);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        })
+        .ok();
+    (stop, reopen)
+}
+
+fn load_config(path: &Option<PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+fn replay(a: ReplayArgs) -> Result<(), String> {
+    let mut config = load_config(&a.config)?;
+    if let Some(w) = a.workers {
+        if w == 0 || w > 256 {
+            return Err("--workers must be 1..=256".into());
+        }
+        config.pipeline.workers = w;
+    }
+    let mut source = FileSource::open(&a.pcaps).map_err(|e| e.to_string())?;
+    let (stop, reopen) = install_signals();
+    let opts = RunOptions {
+        config,
+        outputs: Outputs {
+            alerts: a.alerts,
+            flows: a.flows,
+            dns: a.dns,
+        },
+        attributor: None,
+        detectors: portent::analytics::default_detectors(),
+        stop,
+        reopen,
+        progress: !a.quiet && std::io::stderr().is_terminal(),
+    };
+    let summary = pipeline::run(&mut source, opts).map_err(|e| e.to_string())?;
+    for w in pipeline::replay::file_warnings(&source.stats()) {
+        eprintln!("portent: warning: {w}");
+    }
+    if !a.quiet {
+        eprint!("{}", summary.render());
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Replay(a) => match replay(a) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("portent replay: {e}");
+                2
+            }
+        },
         Command::Simulate(a) => match portent::simulate::run_simulate(&a) {
             Ok(()) => 0,
             Err(e) => {

@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn round_trips_many_dates() {
-        for days in (-800_000i64..800_000).step_by(997) {
+        for days in (-100_000i64..100_000).step_by(97) {
             let t = Ts(days * 86_400 * NANOS_PER_SEC + 12_345_678_000);
             let s = t.rfc3339().to_string();
             assert_eq!(Ts::parse_rfc3339(&s), Some(t), "{s}");

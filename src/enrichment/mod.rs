@@ -119,3 +119,20 @@ impl Attribution {
             && self.vm.is_none()
     }
 }
+
+/// Looks up who owns a flow. Implemented by the EDR index; the analytics see only this.
+pub trait Attributor: Send + Sync {
+    /// Attribution of a flow by transport, originator and responder endpoints, the time
+    /// of its first packet, and the originator's MAC when the link had one.
+    #[allow(clippy::too_many_arguments)]
+    fn attribute(
+        &self,
+        proto: u8,
+        src: std::net::IpAddr,
+        sport: u16,
+        dst: std::net::IpAddr,
+        dport: u16,
+        first_ts: crate::time::Ts,
+        src_mac: Option<[u8; 6]>,
+    ) -> Option<Attribution>;
+}

@@ -1,8 +1,283 @@
-//! Output: JSON Lines writers for alerts (../shared/spec/alerts.md), flows (Zeek conn.log
-//! style) and DNS answers, and the Community ID v1 flow hash.
+//! Output: JSON Lines for alerts (../shared/spec/alerts.md), flows (Zeek conn.log field
+//! names) and DNS answers, plus the Community ID v1 flow hash.
 //!
+//! Records are rendered to bytes by the workers ([`render_flow`], [`render_dns`],
+//! [`render_alert`]) and written in a deterministic order by the pipeline's writer.
 //! Strings from the wire (DNS names) may hold quotes, control characters or bytes that
-//! are not UTF-8: serde_json escapes them, and names are made valid UTF-8 upstream, so
-//! every line is valid JSON.
+//! were not UTF-8: serde_json escapes them, so every line is valid JSON.
 
 pub mod community_id;
+pub mod sink;
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::analytics::Alert;
+use crate::decode::dns::DnsAnswer;
+use crate::flow::{EndReason, FlowRecord};
+
+pub use community_id::community_id;
+
+/// Zeek-style connection uid: "C" and 17 base62 characters of the flow hash.
+pub fn uid_string(uid: u64) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut s = String::with_capacity(18);
+    s.push('C');
+    let mut v = uid;
+    for _ in 0..11 {
+        s.push(ALPHABET[(v % 62) as usize] as char);
+        v /= 62;
+    }
+    s
+}
+
+pub fn proto_name(p: u8) -> &'static str {
+    match p {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        58 => "icmp6",
+        _ => "other",
+    }
+}
+
+fn end_reason(r: EndReason) -> &'static str {
+    match r {
+        EndReason::Closed => "closed",
+        EndReason::IdleTimeout => "timeout",
+        EndReason::Evicted => "evicted",
+        EndReason::Shutdown => "end_of_input",
+    }
+}
+
+/// One finished flow as a JSON line (Zeek conn.log field names, RFC 3339 `ts`).
+pub fn render_flow(out: &mut Vec<u8>, r: &FlowRecord, reason: EndReason, home_internal: bool) {
+    let cid = community_id(0, r.orig, r.resp, r.orig_port, r.resp_port, r.proto);
+    // Every field is a number, an address or a fixed token: no escaping needed.
+    let _ = write!(
+        out,
+        "{{\"ts\":\"{}\",\"uid\":\"{}\",\"community_id\":\"{}\",\"id.orig_h\":\"{}\",\"id.orig_p\":{},\"id.resp_h\":\"{}\",\"id.resp_p\":{},\"proto\":\"{}\",\"duration\":{:.6},\"orig_bytes\":{},\"resp_bytes\":{},\"conn_state\":\"{}\",\"local_orig\":{},\"history\":\"{}\",\"orig_pkts\":{},\"orig_ip_bytes\":{},\"resp_pkts\":{},\"resp_ip_bytes\":{},\"end_reason\":\"{}\"",
+        r.first_ts.rfc3339(),
+        uid_string(r.uid),
+        cid,
+        r.orig,
+        r.orig_port,
+        r.resp,
+        r.resp_port,
+        proto_name(r.proto),
+        r.duration_secs(),
+        r.orig_bytes,
+        r.resp_bytes,
+        r.conn_state.as_str(),
+        r.orig_is_internal && home_internal,
+        r.history.as_str(),
+        r.orig_pkts,
+        r.orig_ip_bytes,
+        r.resp_pkts,
+        r.resp_ip_bytes,
+        end_reason(reason),
+    );
+    if r.vlan != 0 {
+        let _ = write!(out, ",\"vlan\":{}", r.vlan);
+    }
+    if let Some(m) = r.orig_mac {
+        let _ = write!(
+            out,
+            ",\"orig_l2_addr\":\"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\"",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        );
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// One DNS answer as a JSON line.
+pub fn render_dns(out: &mut Vec<u8>, a: &DnsAnswer) {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        ts: crate::time::Ts,
+        community_id: String,
+        #[serde(flatten)]
+        answer: &'a DnsAnswer,
+    }
+    let line = Line {
+        ts: a.ts,
+        community_id: community_id(
+            0,
+            a.client,
+            a.resolver,
+            a.client_port,
+            a.resolver_port,
+            a.transport,
+        ),
+        answer: a,
+    };
+    if serde_json::to_writer(&mut *out, &line).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+/// One alert as a JSON line, exactly the contract's required fields first.
+pub fn render_alert(out: &mut Vec<u8>, a: &Alert) {
+    let v = alert_json(a);
+    if serde_json::to_writer(&mut *out, &v).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+/// The alert as a JSON value (field order as in the contract's example).
+pub fn alert_json(a: &Alert) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let platform = a.attribution.as_ref().and_then(|x| x.platform());
+    let mut m = Map::new();
+    m.insert("timestamp".into(), json!(a.ts.rfc3339().to_string()));
+    m.insert("event_type".into(), json!("alert"));
+    m.insert("analytic".into(), json!(a.analytic.name()));
+    m.insert(
+        "attack".into(),
+        json!({"technique": a.analytic.technique(), "analytics": a.analytic.attack_analytics(platform)}),
+    );
+    m.insert("src_ip".into(), json!(a.src.to_string()));
+    m.insert("dest_ip".into(), json!(a.dst.to_string()));
+    m.insert("dest_port".into(), json!(a.dst_port));
+    m.insert("proto".into(), json!(proto_name(a.proto)));
+    m.insert(
+        "community_id".into(),
+        json!(community_id(
+            0, a.src, a.dst, a.src_port, a.dst_port, a.proto
+        )),
+    );
+    let score = (a.score.clamp(0.0, 1.0) * 1000.0).round() / 1000.0;
+    m.insert("score".into(), json!(score));
+    m.insert("reasons".into(), json!(a.reasons));
+    if let Some(n) = &a.dest_name {
+        m.insert("dest_name".into(), json!(n));
+    }
+    if a.dest_ips.len() > 1 {
+        let ips: Vec<String> = a.dest_ips.iter().map(|i| i.to_string()).collect();
+        m.insert("dest_ips".into(), json!(ips));
+    }
+    if a.dest_ports.len() > 1 {
+        m.insert("dest_ports".into(), json!(a.dest_ports));
+    }
+    if let Some(d) = &a.dns {
+        let answers: Vec<String> = d.answers.iter().map(|i| i.to_string()).collect();
+        let mut o = Map::new();
+        o.insert("query".into(), json!(d.query));
+        o.insert("answers".into(), json!(answers));
+        o.insert("ttl".into(), json!(d.ttl));
+        o.insert(
+            "answered_at".into(),
+            json!(d.answered_at.rfc3339().to_string()),
+        );
+        if let Some(x) = &d.derivation {
+            o.insert("derivation".into(), json!(x));
+        }
+        m.insert("dns".into(), Value::Object(o));
+    }
+    if let Some(c) = &a.cadence {
+        let mut o = Map::new();
+        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        if let Some(x) = c.period_s {
+            o.insert("period_s".into(), json!(r3(x)));
+        }
+        if let Some(x) = c.jitter {
+            o.insert("jitter".into(), json!(r3(x)));
+        }
+        if let Some(x) = c.count {
+            o.insert("count".into(), json!(x));
+        }
+        if let Some(x) = c.size_bytes {
+            o.insert("size_bytes".into(), json!(x));
+        }
+        if let Some(x) = c.size_cv {
+            o.insert("size_cv".into(), json!(r3(x)));
+        }
+        m.insert("cadence".into(), Value::Object(o));
+    }
+    if let Some(at) = &a.attribution {
+        if let Ok(Value::Object(o)) = serde_json::to_value(at) {
+            for (k, v) in o {
+                m.insert(k, v);
+            }
+        }
+    }
+    if !a.flow_uids.is_empty() {
+        let uids: Vec<String> = a.flow_uids.iter().map(|u| uid_string(*u)).collect();
+        m.insert("flow_uids".into(), json!(uids));
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::{AlertDns, Analytic};
+    use crate::enrichment::{Attribution, HostInfo, OsInfo};
+    use crate::time::Ts;
+
+    #[test]
+    fn alert_has_contract_fields_and_narrowed_analytics() {
+        let mut a = Alert::new(
+            Analytic::DnsCalculatedPort,
+            Ts::parse_rfc3339("2026-11-20T10:00:03.221409Z").unwrap(),
+            "10.1.0.17".parse().unwrap(),
+            "71.63.201.9".parse().unwrap(),
+            18239,
+        );
+        a.src_port = 50123;
+        a.score = 0.93;
+        a.reasons.push("port 18239 = 71*256+63".into());
+        a.dns = Some(AlertDns {
+            query: "upd.example.net".into(),
+            answers: vec!["71.63.201.9".parse().unwrap()],
+            ttl: 60,
+            answered_at: Ts::parse_rfc3339("2026-11-20T10:00:01.102311Z").unwrap(),
+            derivation: Some("o1*256+o2".into()),
+        });
+        a.attribution = Some(Attribution {
+            host: Some(HostInfo {
+                name: Some("mac-17".into()),
+                os: Some(OsInfo {
+                    platform: Some("macos".into()),
+                }),
+            }),
+            ..Default::default()
+        });
+        let mut buf = Vec::new();
+        render_alert(&mut buf, &a);
+        assert_eq!(buf.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["timestamp"], "2026-11-20T10:00:03.221409Z");
+        assert_eq!(v["event_type"], "alert");
+        assert_eq!(v["analytic"], "dns_calculated_port");
+        assert_eq!(v["attack"]["technique"], "T1568.003");
+        assert_eq!(v["attack"]["analytics"], serde_json::json!(["AN0730"]));
+        assert_eq!(v["src_ip"], "10.1.0.17");
+        assert_eq!(v["dest_ip"], "71.63.201.9");
+        assert_eq!(v["dest_port"], 18239);
+        assert_eq!(v["proto"], "tcp");
+        assert!(v["community_id"].as_str().unwrap().starts_with("1:"));
+        assert_eq!(v["score"], 0.93);
+        assert_eq!(v["dns"]["derivation"], "o1*256+o2");
+        assert_eq!(v["dns"]["answered_at"], "2026-11-20T10:00:01.102311Z");
+        assert_eq!(v["host"]["os"]["platform"], "macos");
+    }
+
+    #[test]
+    fn hostile_names_stay_valid_json() {
+        let mut a = Alert::new(
+            Analytic::UnusualDnsNonstandardPort,
+            Ts(0),
+            "10.0.0.1".parse().unwrap(),
+            "1.2.3.4".parse().unwrap(),
+            4444,
+        );
+        a.dest_name = Some("a\"b\\c\u{0}\u{1b}[31m\u{fffd}.evil".into());
+        let mut buf = Vec::new();
+        render_alert(&mut buf, &a);
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["dest_name"], "a\"b\\c\u{0}\u{1b}[31m\u{fffd}.evil");
+        assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1);
+    }
+}

@@ -1,1 +1,422 @@
-//! TODO-free placeholder: filled by the pipeline work.
+//! Pipeline: the threads that connect the stages. One code path for replay and live
+//! capture; only the [`PacketSource`] (and so the clock) differs.
+//!
+//! ```text
+//!  capture thread ──batches──▶ worker 0..N ──rendered records──▶ writer thread
+//!  (read, decode,             (flow shard, DNS,                 (k-way merge by
+//!   route by internal host)    analytics, enrichment)            order key, files)
+//! ```
+//!
+//! * Each internal host is hashed to one worker, which owns that host's flows and
+//!   analytics state: per-host state has a single writer and needs no lock.
+//! * Every batch goes to every worker (possibly empty) with the packet clock, so all
+//!   workers expire flows at the same packet-time points whatever the thread count.
+//! * Records carry an [`OrderKey`]; the writer merges the workers' streams by it, so the
+//!   output order does not depend on the number of workers or on scheduling.
+
+pub mod replay;
+mod route;
+mod worker;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
+
+use crate::analytics::Detector;
+use crate::capture::pcapfile::CaptureError;
+use crate::capture::RawPacket;
+use crate::config::Config;
+use crate::decode::{dns::dns_kind, DecodeError, Decoder, Packet, PROTO_TCP, PROTO_UDP};
+use crate::enrichment::Attributor;
+use crate::time::Ts;
+
+pub use route::route_host;
+pub use writer::OrderKey;
+
+/// What a packet source yields.
+pub enum SourceEvent<'a> {
+    Packet(RawPacket<'a>),
+    /// No packet for a while (live capture): packet time may advance to this clock.
+    Idle(Ts),
+    End,
+}
+
+/// A source of frames: pcap files, libpcap, AF_XDP.
+pub trait PacketSource {
+    fn next_event(&mut self) -> Result<SourceEvent<'_>, CaptureError>;
+    /// (bytes consumed, bytes total) for a progress display, when known.
+    fn progress(&self) -> Option<(u64, u64)> {
+        None
+    }
+    /// Whether a full worker queue should drop (live) rather than wait (replay).
+    fn is_live(&self) -> bool {
+        false
+    }
+}
+
+/// Where records go.
+#[derive(Clone, Debug, Default)]
+pub struct Outputs {
+    pub alerts: Option<PathBuf>,
+    pub flows: Option<PathBuf>,
+    pub dns: Option<PathBuf>,
+}
+
+/// Builds the detectors of one worker (each worker has its own instances).
+pub type DetectorFactory = Arc<dyn Fn(&Config) -> Vec<Box<dyn Detector>> + Send + Sync>;
+
+pub struct RunOptions {
+    pub config: Config,
+    pub outputs: Outputs,
+    pub attributor: Option<Arc<dyn Attributor>>,
+    pub detectors: DetectorFactory,
+    /// Set by a signal handler: stop reading, flush everything, exit.
+    pub stop: Arc<AtomicBool>,
+    /// Set by SIGHUP: reopen output files.
+    pub reopen: Arc<AtomicBool>,
+    /// Print a progress line on stderr (when it is a terminal and the run is long).
+    pub progress: bool,
+}
+
+/// End-of-run numbers.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets of protocols other than TCP/UDP (decoded, not tracked as flows).
+    pub other_proto: u64,
+    pub flows: u64,
+    pub dns_answers: u64,
+    pub alerts: u64,
+    pub decode_errors: BTreeMap<&'static str, u64>,
+    pub dns_errors: BTreeMap<&'static str, u64>,
+    pub anomalies: crate::decode::DecodeAnomalies,
+    pub flow_stats: crate::flow::table::FlowStats,
+    /// Batches dropped because a worker queue was full (live only).
+    pub dropped_batches: u64,
+    pub dropped_packets: u64,
+    pub elapsed_secs: f64,
+    pub first_ts: Option<Ts>,
+    pub last_ts: Option<Ts>,
+}
+
+impl RunSummary {
+    pub fn packets_per_sec(&self) -> f64 {
+        if self.elapsed_secs > 0.0 {
+            self.packets as f64 / self.elapsed_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum PipelineError {
+    Capture(CaptureError),
+    Output(PathBuf, std::io::Error),
+}
+
+impl std::fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipelineError::Capture(e) => write!(f, "{e}"),
+            PipelineError::Output(p, e) => write!(f, "{}: cannot write: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+/// One decoded packet in a batch, with the global sequence number that orders output,
+/// and where its DNS payload bytes (if any) sit in the batch arena.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchPacket {
+    pub pkt: Packet,
+    pub seq: u64,
+    pub pay_off: u32,
+    pub pay_len: u32,
+}
+
+/// A batch for one worker.
+pub(crate) struct InBatch {
+    pub pkts: Vec<BatchPacket>,
+    pub arena: Vec<u8>,
+    /// Packet time after this batch (the newest timestamp read so far).
+    pub clock: Ts,
+    /// Sequence number of the last packet read before this batch was sent.
+    pub seq_end: u64,
+    pub finish: bool,
+}
+
+impl InBatch {
+    fn new(cap: usize) -> InBatch {
+        InBatch {
+            pkts: Vec::with_capacity(cap),
+            arena: Vec::new(),
+            clock: Ts::ZERO,
+            seq_end: 0,
+            finish: false,
+        }
+    }
+}
+
+/// DNS payloads larger than this are not carried to workers (a DNS message is at most
+/// 65535 bytes; over UDP far less).
+const MAX_CARRIED_PAYLOAD: usize = 65_535;
+
+/// Runs the pipeline until the source ends or `stop` is set.
+pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary, PipelineError> {
+    let started = Instant::now();
+    let cfg = &opts.config;
+    let n = cfg.pipeline.workers.max(1);
+    let per_worker_cap = cfg.flow.max_flows.div_ceil(n);
+
+    let mut writer = writer::Writer::open(&opts.outputs, n)?;
+    let mut in_txs: Vec<Sender<InBatch>> = Vec::with_capacity(n);
+    let mut recycle_rxs: Vec<Receiver<InBatch>> = Vec::with_capacity(n);
+    let mut handles = Vec::with_capacity(n);
+    let mut out_rxs = Vec::with_capacity(n);
+    for id in 0..n {
+        let (tx, rx) = bounded::<InBatch>(cfg.pipeline.queue_batches);
+        let (rtx, rrx) = unbounded::<InBatch>();
+        let (otx, orx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
+        in_txs.push(tx);
+        recycle_rxs.push(rrx);
+        out_rxs.push(orx);
+        let w = worker::Worker::new(
+            id,
+            cfg,
+            per_worker_cap,
+            opts.attributor.clone(),
+            (opts.detectors)(cfg),
+        );
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("portent-worker-{id}"))
+                .spawn(move || w.run(rx, rtx, otx))
+                .expect("spawning a worker thread"),
+        );
+    }
+    let reopen = opts.reopen.clone();
+    let writer_handle = std::thread::Builder::new()
+        .name("portent-writer".into())
+        .spawn(move || {
+            let r = writer.run(out_rxs, &reopen);
+            (writer, r)
+        })
+        .expect("spawning the writer thread");
+
+    let mut summary = RunSummary::default();
+    let mut decoder = Decoder::new(cfg.frag_limits());
+    let batch_packets = cfg.pipeline.batch_packets.max(1);
+    let mut batches: Vec<InBatch> = (0..n).map(|_| InBatch::new(batch_packets)).collect();
+    let mut in_batch = 0usize;
+    let mut seq: u64 = 0;
+    let mut clock = Ts::ZERO;
+    let live = source.is_live();
+    let mut progress = Progress::new(opts.progress);
+    let mut last_frag_expire = Ts::ZERO;
+    let home = cfg.home_net.clone();
+
+    let send_all = |batches: &mut Vec<InBatch>,
+                    clock: Ts,
+                    seq_end: u64,
+                    finish: bool,
+                    summary: &mut RunSummary|
+     -> bool {
+        let mut alive = true;
+        for (w, b) in batches.iter_mut().enumerate() {
+            let fresh = recycle_rxs[w]
+                .try_recv()
+                .unwrap_or_else(|_| InBatch::new(batch_packets));
+            let mut full = std::mem::replace(b, fresh);
+            full.clock = clock;
+            full.seq_end = seq_end;
+            full.finish = finish;
+            if live && !finish {
+                match in_txs[w].try_send(full) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(mut lost)) => {
+                        summary.dropped_batches += 1;
+                        summary.dropped_packets += lost.pkts.len() as u64;
+                        lost.pkts.clear();
+                        lost.arena.clear();
+                        // An empty batch still carries the clock; wait for room.
+                        alive &= in_txs[w].send(lost).is_ok();
+                    }
+                    Err(TrySendError::Disconnected(_)) => alive = false,
+                }
+            } else {
+                alive &= in_txs[w].send(full).is_ok();
+            }
+        }
+        alive
+    };
+
+    loop {
+        if opts.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let ev = source.next_event().map_err(PipelineError::Capture)?;
+        match ev {
+            SourceEvent::End => break,
+            SourceEvent::Idle(t) => {
+                if t > clock {
+                    clock = t;
+                }
+                if !send_all(&mut batches, clock, seq, false, &mut summary) {
+                    break;
+                }
+                in_batch = 0;
+                continue;
+            }
+            SourceEvent::Packet(raw) => {
+                summary.packets += 1;
+                summary.bytes += raw.orig_len as u64;
+                if summary.first_ts.is_none() {
+                    summary.first_ts = Some(raw.ts);
+                }
+                if raw.ts > clock {
+                    clock = raw.ts;
+                }
+                seq += 1;
+                in_batch += 1;
+                match decoder.decode(&raw) {
+                    Ok(d) => {
+                        let p = d.packet;
+                        if p.proto == PROTO_TCP || p.proto == PROTO_UDP {
+                            let w = if n == 1 {
+                                0
+                            } else {
+                                route::worker_for(&p, &home, n)
+                            };
+                            let b = &mut batches[w];
+                            let (mut off, mut len) = (0u32, 0u32);
+                            if !d.payload.is_empty()
+                                && d.payload.len() <= MAX_CARRIED_PAYLOAD
+                                && dns_kind(p.sport, p.dport).is_some()
+                            {
+                                off = b.arena.len() as u32;
+                                len = d.payload.len() as u32;
+                                b.arena.extend_from_slice(d.payload);
+                            }
+                            b.pkts.push(BatchPacket {
+                                pkt: p,
+                                seq,
+                                pay_off: off,
+                                pay_len: len,
+                            });
+                        } else {
+                            summary.other_proto += 1;
+                        }
+                    }
+                    Err(e) => {
+                        if e != DecodeError::FragmentHeld {
+                            *summary.decode_errors.entry(e.kind()).or_default() += 1;
+                        }
+                    }
+                }
+                if clock.since(last_frag_expire).0 >= crate::time::NANOS_PER_SEC {
+                    decoder.expire(clock);
+                    last_frag_expire = clock;
+                }
+            }
+        }
+        if in_batch >= batch_packets {
+            in_batch = 0;
+            if !send_all(&mut batches, clock, seq, false, &mut summary) {
+                break;
+            }
+            progress.tick(source.progress(), summary.packets, started);
+        }
+    }
+    send_all(&mut batches, clock, seq, true, &mut summary);
+    drop(in_txs);
+    progress.done();
+
+    for h in handles {
+        if let Ok(ws) = h.join() {
+            summary.flows += ws.flows;
+            summary.dns_answers += ws.dns_answers;
+            summary.alerts += ws.alerts;
+            for (k, v) in ws.dns_errors {
+                *summary.dns_errors.entry(k).or_default() += v;
+            }
+            let fs = &mut summary.flow_stats;
+            fs.created += ws.flow.created;
+            fs.ended_closed += ws.flow.ended_closed;
+            fs.ended_idle += ws.flow.ended_idle;
+            fs.evicted += ws.flow.evicted;
+            fs.ended_shutdown += ws.flow.ended_shutdown;
+            fs.peak_live += ws.flow.peak_live;
+        }
+    }
+    let (_writer, wr) = writer_handle.join().map_err(|_| {
+        PipelineError::Output(
+            PathBuf::from("(writer)"),
+            std::io::Error::other("writer thread panicked"),
+        )
+    })?;
+    wr?;
+    summary.anomalies = decoder.anomalies;
+    summary.last_ts = Some(clock).filter(|_| summary.packets > 0);
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// A progress line on stderr, for replays longer than a couple of seconds.
+struct Progress {
+    enabled: bool,
+    shown: bool,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        Progress {
+            enabled,
+            shown: false,
+            last: None,
+        }
+    }
+
+    fn tick(&mut self, pos: Option<(u64, u64)>, packets: u64, started: Instant) {
+        if !self.enabled {
+            return;
+        }
+        let el = started.elapsed().as_secs_f64();
+        if el < 2.0 || self.last.is_some_and(|l| l.elapsed().as_millis() < 250) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.shown = true;
+        let rate = packets as f64 / el;
+        match pos {
+            Some((done, total)) if total > 0 => {
+                let frac = done as f64 / total as f64;
+                let width = 30usize;
+                let filled = ((frac * width as f64) as usize).min(width);
+                eprint!(
+                    "\r[{}{}] {:5.1}% {} packets, {:.0} packets/s   ",
+                    "#".repeat(filled),
+                    " ".repeat(width - filled),
+                    frac * 100.0,
+                    packets,
+                    rate
+                );
+            }
+            _ => eprint!("\r{packets} packets, {rate:.0} packets/s   "),
+        }
+    }
+
+    fn done(&mut self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}

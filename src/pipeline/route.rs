@@ -1,0 +1,37 @@
+//! Which worker owns a packet: the one its internal host hashes to.
+//!
+//! Must be a function of the unordered endpoint pair, so both directions of a flow meet
+//! in one worker, and must pick the same host for a host's DNS answers and its
+//! connections, so the DNS analytics see both.
+
+use std::net::IpAddr;
+
+use crate::config::NetSet;
+use crate::decode::Packet;
+
+/// The host whose state a packet belongs to: the home-net end when exactly one end is in
+/// home_net; otherwise the client-looking end (the higher port, as ephemeral ports are
+/// high; ties go to the lower address).
+pub fn route_host(p: &Packet, home: &NetSet) -> IpAddr {
+    let (s, d) = (home.contains(p.src), home.contains(p.dst));
+    if s != d {
+        return if s { p.src } else { p.dst };
+    }
+    if (p.sport, p.src) > (p.dport, p.dst) {
+        p.src
+    } else {
+        p.dst
+    }
+}
+
+pub(crate) fn worker_for(p: &Packet, home: &NetSet, workers: usize) -> usize {
+    let h = match route_host(p, home) {
+        IpAddr::V4(v) => u32::from(v) as u64,
+        IpAddr::V6(v) => {
+            let x = u128::from(v);
+            (x as u64) ^ ((x >> 64) as u64)
+        }
+    };
+    // Fibonacci hashing spreads consecutive addresses over workers.
+    (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % workers
+}

@@ -1,0 +1,248 @@
+//! A worker: owns one flow-table shard and the analytics state of the hosts routed to it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::writer::{OrderKey, OutBatch, Stream};
+use super::InBatch;
+use crate::analytics::{Alert, Context, Detector, Engine};
+use crate::config::Config;
+use crate::decode::dns::{self, DnsAnswer, DnsEndpoints};
+use crate::decode::dns_tcp::DnsTcpStream;
+use crate::decode::{Packet, PROTO_TCP, PROTO_UDP};
+use crate::enrichment::Attributor;
+use crate::flow::table::{FlowShard, FlowStats};
+use crate::flow::{FlowEvent, FlowKey};
+use crate::output;
+use crate::time::Ts;
+
+/// TCP DNS streams tracked at once per worker (each holds up to one 64 KiB message).
+const MAX_DNS_TCP_STREAMS: usize = 4096;
+
+#[derive(Default, Debug)]
+pub(crate) struct WorkerStats {
+    pub flows: u64,
+    pub dns_answers: u64,
+    pub alerts: u64,
+    pub dns_errors: BTreeMap<&'static str, u64>,
+    pub flow: FlowStats,
+}
+
+pub(crate) struct Worker {
+    shard: FlowShard,
+    engine: Engine,
+    dns_tcp: HashMap<(FlowKey, bool), DnsTcpStream>,
+    events: Vec<FlowEvent>,
+    alerts: Vec<Alert>,
+    answers: Vec<DnsAnswer>,
+    stats: WorkerStats,
+    has_home_net: bool,
+}
+
+impl Worker {
+    pub fn new(
+        _id: usize,
+        cfg: &Config,
+        cap: usize,
+        attributor: Option<Arc<dyn Attributor>>,
+        detectors: Vec<Box<dyn Detector>>,
+    ) -> Worker {
+        let ctx = Context {
+            home_net: cfg.home_net.clone(),
+            attributor,
+        };
+        Worker {
+            shard: FlowShard::new(&cfg.flow, cap, cfg.home_net.clone()),
+            engine: Engine::new(ctx, detectors, cfg.alerts.window),
+            dns_tcp: HashMap::new(),
+            events: Vec::with_capacity(16),
+            alerts: Vec::new(),
+            answers: Vec::new(),
+            stats: WorkerStats::default(),
+            has_home_net: !cfg.home_net.is_empty(),
+        }
+    }
+
+    pub fn run(
+        mut self,
+        rx: Receiver<InBatch>,
+        recycle: Sender<InBatch>,
+        out: Sender<OutBatch>,
+    ) -> WorkerStats {
+        while let Ok(mut b) = rx.recv() {
+            let mut ob = OutBatch::default();
+            for bp in &b.pkts {
+                let payload = &b.arena[bp.pay_off as usize..(bp.pay_off + bp.pay_len) as usize];
+                self.packet(&bp.pkt, payload, bp.seq, &mut ob);
+            }
+            self.sweep(b.clock, b.seq_end, b.finish, &mut ob);
+            ob.done_through = b.seq_end;
+            let finish = b.finish;
+            if out.send(ob).is_err() {
+                break;
+            }
+            b.pkts.clear();
+            b.arena.clear();
+            let _ = recycle.send(b);
+            if finish {
+                break;
+            }
+        }
+        self.stats.flow = self.shard.stats;
+        self.stats
+    }
+
+    fn packet(&mut self, p: &Packet, payload: &[u8], seq: u64, ob: &mut OutBatch) {
+        self.events.clear();
+        self.shard.process(p, &mut self.events);
+        let mut sub = 0u32;
+        let key = |sub: &mut u32| {
+            *sub += 1;
+            OrderKey {
+                seq,
+                phase: 0,
+                t: 0,
+                tb: 0,
+                sub: *sub,
+            }
+        };
+        for i in 0..self.events.len() {
+            let ev = self.events[i];
+            self.engine.on_flow(&ev, &mut self.alerts);
+            if let FlowEvent::Ended(r, why) = ev {
+                self.stats.flows += 1;
+                let k = key(&mut sub);
+                ob.push(k, Stream::Flows, |buf| {
+                    output::render_flow(buf, &r, why, self.has_home_net)
+                });
+                self.dns_tcp.remove(&(key_of(&r), true));
+                self.dns_tcp.remove(&(key_of(&r), false));
+            }
+        }
+        if !payload.is_empty() {
+            self.dns(p, payload);
+            for a in std::mem::take(&mut self.answers) {
+                self.stats.dns_answers += 1;
+                let k = key(&mut sub);
+                ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
+                self.engine.on_dns(&a, &mut self.alerts);
+            }
+        }
+        for a in self.alerts.drain(..) {
+            self.stats.alerts += 1;
+            let k = key(&mut sub);
+            ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
+        }
+    }
+
+    /// DNS messages carried by this packet (UDP payload, or TCP stream reassembly).
+    fn dns(&mut self, p: &Packet, payload: &[u8]) {
+        let Some(kind) = dns::dns_kind(p.sport, p.dport) else {
+            return;
+        };
+        let ep = DnsEndpoints {
+            ts: p.ts,
+            src: p.src,
+            sport: p.sport,
+            dst: p.dst,
+            dport: p.dport,
+            transport: p.proto,
+        };
+        let stats = &mut self.stats;
+        let answers = &mut self.answers;
+        let mut parse = |msg: &[u8]| match dns::parse_response(&ep, kind, msg) {
+            Ok(a) => answers.push(a),
+            Err(e) => *stats.dns_errors.entry(e.kind()).or_default() += 1,
+        };
+        if p.proto == PROTO_UDP {
+            parse(payload);
+        } else if p.proto == PROTO_TCP && kind == dns::DnsKind::Dns {
+            let (fk, from_lo) = FlowKey::from_packet(p.src, p.sport, p.dst, p.dport, p.proto);
+            if !self.dns_tcp.contains_key(&(fk, from_lo))
+                && self.dns_tcp.len() >= MAX_DNS_TCP_STREAMS
+            {
+                *stats.dns_errors.entry("dns_tcp_streams_full").or_default() += 1;
+                return;
+            }
+            let s = self.dns_tcp.entry((fk, from_lo)).or_default();
+            s.push(p.tcp_seq, p.tcp_flags, payload, p.payload_len, &mut parse);
+        }
+    }
+
+    fn sweep(&mut self, clock: Ts, seq_end: u64, finish: bool, ob: &mut OutBatch) {
+        self.events.clear();
+        if finish {
+            self.shard.drain(&mut self.events);
+        } else {
+            self.shard.expire(clock, &mut self.events);
+        }
+        let mut sub = 0u32;
+        for i in 0..self.events.len() {
+            let ev = self.events[i];
+            self.engine.on_flow(&ev, &mut self.alerts);
+            let (t, tb) = match &ev {
+                FlowEvent::Ended(r, _) | FlowEvent::Started(r) => (r.last_ts.0, r.uid),
+                FlowEvent::OrigMessage { flow, .. } => (flow.last_ts.0, flow.uid),
+            };
+            if let FlowEvent::Ended(r, why) = ev {
+                self.stats.flows += 1;
+                sub += 1;
+                let k = OrderKey {
+                    seq: seq_end,
+                    phase: 1,
+                    t,
+                    tb,
+                    sub,
+                };
+                ob.push(k, Stream::Flows, |buf| {
+                    output::render_flow(buf, &r, why, self.has_home_net)
+                });
+                self.dns_tcp.remove(&(key_of(&r), true));
+                self.dns_tcp.remove(&(key_of(&r), false));
+            }
+            for a in self.alerts.drain(..) {
+                self.stats.alerts += 1;
+                sub += 1;
+                let k = OrderKey {
+                    seq: seq_end,
+                    phase: 1,
+                    t,
+                    tb,
+                    sub,
+                };
+                ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
+            }
+        }
+        self.engine.on_tick(clock, &mut self.alerts);
+        for a in self.alerts.drain(..) {
+            self.stats.alerts += 1;
+            sub += 1;
+            let k = OrderKey {
+                seq: seq_end,
+                phase: 2,
+                t: a.ts.0,
+                tb: alert_tiebreak(&a),
+                sub,
+            };
+            ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
+        }
+    }
+}
+
+fn key_of(r: &crate::flow::FlowRecord) -> FlowKey {
+    FlowKey::from_packet(r.orig, r.orig_port, r.resp, r.resp_port, r.proto).0
+}
+
+/// A stable tiebreak for alerts raised at the same packet-time point by different
+/// workers.
+fn alert_tiebreak(a: &Alert) -> u64 {
+    let s = format!("{}|{}|{}|{}", a.analytic.name(), a.src, a.dst, a.dst_port);
+    crate::flow::table::flow_uid(
+        a.ts,
+        &FlowKey::from_packet(a.src, 0, a.dst, a.dst_port, a.proto).0,
+    ) ^ s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,204 @@
+//! The writer: merges the workers' rendered records by [`OrderKey`] and writes them.
+//!
+//! A record may be written once no worker can still produce a smaller key: every other
+//! worker either has a pending record (whose key is not smaller, since we take the
+//! minimum) or has reported `done_through` at or past the record's sequence number.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::Receiver;
+
+use super::{Outputs, PipelineError};
+use crate::output::sink::Sink;
+
+/// Total order of output records, independent of the number of workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct OrderKey {
+    /// Sequence number of the packet that caused the record, or of the last packet of
+    /// the batch after which a sweep ran.
+    pub seq: u64,
+    /// 0: caused by a packet; 1: flow expiry sweep; 2: analytics tick.
+    pub phase: u8,
+    /// Sweep records: the flow's last packet time (or the alert's time) ...
+    pub t: i64,
+    /// ... and its uid (or an alert hash), so ties across workers order stably.
+    pub tb: u64,
+    /// Order within one cause.
+    pub sub: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Flows,
+    Dns,
+    Alerts,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutRec {
+    key: OrderKey,
+    stream: Stream,
+    start: u32,
+    end: u32,
+}
+
+/// Rendered records of one worker batch.
+#[derive(Default)]
+pub(crate) struct OutBatch {
+    recs: Vec<OutRec>,
+    buf: Vec<u8>,
+    pub done_through: u64,
+}
+
+impl OutBatch {
+    /// Renders a record into the batch buffer.
+    pub fn push(&mut self, key: OrderKey, stream: Stream, render: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.buf.len() as u32;
+        render(&mut self.buf);
+        let end = self.buf.len() as u32;
+        if end > start {
+            self.recs.push(OutRec {
+                key,
+                stream,
+                start,
+                end,
+            });
+        }
+    }
+}
+
+struct Lane {
+    queue: VecDeque<OutBatch>,
+    /// Next record index in the front batch.
+    next: usize,
+    done_through: u64,
+    closed: bool,
+}
+
+impl Lane {
+    fn head(&self) -> Option<OrderKey> {
+        self.queue
+            .front()
+            .and_then(|b| b.recs.get(self.next))
+            .map(|r| r.key)
+    }
+    fn accept(&mut self, b: OutBatch) {
+        self.done_through = self.done_through.max(b.done_through);
+        if !b.recs.is_empty() {
+            self.queue.push_back(b);
+        }
+    }
+}
+
+pub(crate) struct Writer {
+    alerts: Option<(PathBuf, Sink)>,
+    flows: Option<(PathBuf, Sink)>,
+    dns: Option<(PathBuf, Sink)>,
+}
+
+fn open(p: &Option<PathBuf>) -> Result<Option<(PathBuf, Sink)>, PipelineError> {
+    match p {
+        None => Ok(None),
+        Some(p) => Sink::open(p)
+            .map(|s| Some((p.clone(), s)))
+            .map_err(|e| PipelineError::Output(p.clone(), e)),
+    }
+}
+
+impl Writer {
+    pub fn open(o: &Outputs, _workers: usize) -> Result<Writer, PipelineError> {
+        Ok(Writer {
+            alerts: open(&o.alerts)?,
+            flows: open(&o.flows)?,
+            dns: open(&o.dns)?,
+        })
+    }
+
+    fn write(&mut self, stream: Stream, line: &[u8]) -> Result<(), PipelineError> {
+        let slot = match stream {
+            Stream::Alerts => &mut self.alerts,
+            Stream::Flows => &mut self.flows,
+            Stream::Dns => &mut self.dns,
+        };
+        if let Some((p, s)) = slot {
+            s.write_line(line)
+                .map_err(|e| PipelineError::Output(p.clone(), e))?;
+        }
+        Ok(())
+    }
+
+    fn for_each_sink(
+        &mut self,
+        mut f: impl FnMut(&mut Sink) -> std::io::Result<()>,
+    ) -> Result<(), PipelineError> {
+        for (p, s) in [&mut self.alerts, &mut self.flows, &mut self.dns]
+            .into_iter()
+            .flatten()
+        {
+            f(s).map_err(|e| PipelineError::Output(p.clone(), e))?;
+        }
+        Ok(())
+    }
+
+    pub fn run(
+        &mut self,
+        rxs: Vec<Receiver<OutBatch>>,
+        reopen: &AtomicBool,
+    ) -> Result<(), PipelineError> {
+        let mut lanes: Vec<Lane> = rxs
+            .iter()
+            .map(|_| Lane {
+                queue: VecDeque::new(),
+                next: 0,
+                done_through: 0,
+                closed: false,
+            })
+            .collect();
+        let mut result = Ok(());
+        loop {
+            if reopen.swap(false, Ordering::Relaxed) {
+                result = result.and(self.for_each_sink(|s| s.reopen()));
+            }
+            // The smallest pending key.
+            let mut best: Option<(usize, OrderKey)> = None;
+            for (i, l) in lanes.iter().enumerate() {
+                if let Some(k) = l.head() {
+                    if best.is_none_or(|(_, b)| k < b) {
+                        best = Some((i, k));
+                    }
+                }
+            }
+            // A lane that might still produce something smaller must be heard first.
+            let blocker = lanes.iter().position(|l| {
+                !l.closed && l.head().is_none() && best.is_none_or(|(_, k)| l.done_through < k.seq)
+            });
+            if let Some(i) = blocker {
+                match rxs[i].recv() {
+                    Ok(b) => lanes[i].accept(b),
+                    Err(_) => lanes[i].closed = true,
+                }
+                continue;
+            }
+            let Some((i, _)) = best else {
+                break; // every lane closed and empty
+            };
+            let lane = &mut lanes[i];
+            let (stream, start, end) = {
+                let b = &lane.queue[0];
+                let r = b.recs[lane.next];
+                (r.stream, r.start as usize, r.end as usize)
+            };
+            if result.is_ok() {
+                result = self.write(stream, &lane.queue[0].buf[start..end]);
+            }
+            lane.next += 1;
+            if lane.next >= lane.queue[0].recs.len() {
+                lane.queue.pop_front();
+                lane.next = 0;
+            }
+        }
+        result.and(self.for_each_sink(|s| s.flush()))
+    }
+}
