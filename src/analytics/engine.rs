@@ -43,6 +43,8 @@ pub trait Detector: Send {
     fn on_flow(&mut self, _ctx: &Context, _event: &FlowEvent, _out: &mut Vec<Alert>) {}
     /// Packet time advanced to `now` (called at batch boundaries).
     fn on_tick(&mut self, _ctx: &Context, _now: Ts, _out: &mut Vec<Alert>) {}
+    /// End of input or shutdown, after the last flows ended: persist state here.
+    fn on_finish(&mut self, _ctx: &Context) {}
 }
 
 /// Bound on remembered (analytic, src, dst, port) keys of the dedup window.
@@ -91,6 +93,12 @@ impl Engine {
         if self.last_alert.len() > MAX_DEDUP_KEYS / 2 {
             let w = self.window;
             self.last_alert.retain(|_, t| t.saturating_add(w) > now);
+        }
+    }
+
+    pub fn on_finish(&mut self) {
+        for d in &mut self.detectors {
+            d.on_finish(&self.ctx);
         }
     }
 

@@ -228,6 +228,9 @@ impl Worker {
             };
             ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
         }
+        if finish {
+            self.engine.on_finish();
+        }
     }
 }
 
