@@ -49,6 +49,9 @@ struct ReplayArgs {
     /// Configuration file (TOML).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The end-of-run summary as JSON (packets, flows, DNS answers, errors by kind...).
+    #[arg(long)]
+    stats: Option<PathBuf>,
     /// Worker threads (overrides the config).
     #[arg(long)]
     workers: Option<usize>,
@@ -129,6 +132,20 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
     }
     if !a.quiet {
         eprint!("{}", summary.render());
+    }
+    if let Some(p) = &a.stats {
+        let mut v = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
+        let files: Vec<serde_json::Value> = source
+            .stats()
+            .iter()
+            .map(|(p, s)| {
+                serde_json::json!({"path": p.display().to_string(), "records": s.records,
+                    "resyncs": s.resyncs, "skipped_bytes": s.skipped_bytes,
+                    "truncated_tail": s.truncated_tail, "unknown_blocks": s.unknown_blocks})
+            })
+            .collect();
+        v["files"] = serde_json::Value::Array(files);
+        std::fs::write(p, format!("{v}\n")).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(())
 }

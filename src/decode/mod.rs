@@ -149,7 +149,7 @@ impl DecodeError {
 pub const MAX_ENCAP_DEPTH: usize = 4;
 
 /// Counters of anomalies that did not stop a packet from decoding (Suricata's "events").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DecodeAnomalies {
     /// Transport header cut by the snap length; addresses (and maybe ports) kept.
     pub transport_truncated: u64,

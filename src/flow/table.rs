@@ -103,7 +103,7 @@ struct Flow {
 }
 
 /// Counters of a shard; published as metrics by the pipeline.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FlowStats {
     pub created: u64,
     pub ended_closed: u64,

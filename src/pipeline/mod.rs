@@ -84,7 +84,7 @@ pub struct RunOptions {
 }
 
 /// End-of-run numbers.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RunSummary {
     pub packets: u64,
     pub bytes: u64,
