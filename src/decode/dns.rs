@@ -994,4 +994,373 @@ mod tests {
         q[2] &= 0x7f;
         assert_eq!(parse(&q), Err(DnsError::NotResponse));
     }
+
+    // ------------------------------------------------------------- hand-built messages
+
+    /// "a.b" as wire labels (root-terminated).
+    fn wire_name(s: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        for l in s.split('.').filter(|l| !l.is_empty()) {
+            v.push(l.len() as u8);
+            v.extend_from_slice(l.as_bytes());
+        }
+        v.push(0);
+        v
+    }
+
+    fn rr(owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
+        let mut v = owner.to_vec();
+        v.extend_from_slice(&rtype.to_be_bytes());
+        v.extend_from_slice(&1u16.to_be_bytes());
+        v.extend_from_slice(&ttl.to_be_bytes());
+        v.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        v.extend_from_slice(rdata);
+        v
+    }
+
+    fn rr_a(owner: &str, ttl: u32, addr: [u8; 4]) -> Vec<u8> {
+        rr(&wire_name(owner), 1, ttl, &addr)
+    }
+
+    fn cname(owner: &str, target: &str) -> Vec<u8> {
+        rr(&wire_name(owner), 5, 60, &wire_name(target))
+    }
+
+    fn question(name: &str, qtype: u16) -> Vec<u8> {
+        let mut v = wire_name(name);
+        v.extend_from_slice(&qtype.to_be_bytes());
+        v.extend_from_slice(&1u16.to_be_bytes());
+        v
+    }
+
+    /// Header (id 0x1234, `flags`, counts qd/an/ns/ar) followed by `parts`.
+    fn message(flags: u16, counts: [u16; 4], parts: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = vec![0x12, 0x34];
+        v.extend_from_slice(&flags.to_be_bytes());
+        for c in counts {
+            v.extend_from_slice(&c.to_be_bytes());
+        }
+        for p in parts {
+            v.extend_from_slice(p);
+        }
+        v
+    }
+
+    const RESPONSE: u16 = 0x8180;
+
+    #[test]
+    fn empty_and_one_byte_messages_are_malformed() {
+        assert_eq!(parse(&[]), Err(DnsError::Malformed));
+        assert_eq!(parse(&[0x80]), Err(DnsError::Malformed));
+        assert_eq!(parse(&[0; 11]), Err(DnsError::Malformed));
+    }
+
+    #[test]
+    fn header_only_response_is_no_question() {
+        let a = parse(&message(RESPONSE, [0, 0, 0, 0], &[])).unwrap();
+        assert!(a.anomalies.no_question);
+        assert_eq!(a.query, "");
+        assert!(a.cname_chain.is_empty());
+    }
+
+    #[test]
+    fn compression_pointer_to_itself_is_malformed() {
+        // Question name at offset 12 is a pointer to offset 12.
+        let m = message(RESPONSE, [1, 0, 0, 0], &[vec![0xc0, 0x0c, 0, 1, 0, 1]]);
+        assert_eq!(parse(&m), Err(DnsError::Malformed));
+    }
+
+    #[test]
+    fn forward_compression_pointer_is_malformed() {
+        // Pointer to offset 18, past the name that holds it.
+        let m = message(
+            RESPONSE,
+            [1, 0, 0, 0],
+            &[vec![0xc0, 18, 0, 1, 0, 1, 1, b'x', 0]],
+        );
+        assert_eq!(parse(&m), Err(DnsError::Malformed));
+    }
+
+    #[test]
+    fn answer_owner_pointer_loop_stops_the_section() {
+        // a.example A; answer 1 fine; answer 2's owner points at itself.
+        let q = question("a.example", 1);
+        let good = rr_a("a.example", 5, [192, 0, 2, 1]);
+        let bad_at = 12 + q.len() + good.len();
+        let mut bad = vec![0xc0 | (bad_at >> 8) as u8, bad_at as u8];
+        bad.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 1, 2, 3, 4]);
+        let a = parse(&message(RESPONSE, [1, 2, 0, 0], &[q, good, bad])).unwrap();
+        assert_eq!(a.records.len(), 1);
+        assert_eq!(a.addrs, [ip("192.0.2.1")]);
+        assert!(a.anomalies.incomplete);
+    }
+
+    #[test]
+    fn name_over_255_bytes_is_malformed() {
+        let long = ["x".repeat(63).as_str(); 5].join(".");
+        let m = message(RESPONSE, [1, 0, 0, 0], &[question(&long, 1)]);
+        assert_eq!(parse(&m), Err(DnsError::Malformed));
+        // Also through a chain of backward pointers: 4 x 63 + pointer onto itself again.
+        let base = ["y".repeat(63).as_str(); 3].join(".");
+        let q = question(&base, 1);
+        let ans_owner = [vec![63], "z".repeat(63).into_bytes(), vec![0xc0, 12]].concat();
+        let ans = rr(&ans_owner, 1, 1, &[1, 2, 3, 4]);
+        let a = parse(&message(RESPONSE, [1, 1, 0, 0], &[q, ans])).unwrap();
+        assert!(a.records.is_empty());
+        assert!(a.anomalies.incomplete);
+    }
+
+    #[test]
+    fn label_over_63_bytes_is_malformed() {
+        let mut q = vec![64];
+        q.extend_from_slice(&[b'a'; 64]);
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        assert_eq!(
+            parse(&message(RESPONSE, [1, 0, 0, 0], &[q])),
+            Err(DnsError::Malformed)
+        );
+    }
+
+    #[test]
+    fn thousands_of_answers_are_capped_and_counted() {
+        let q = question("many.example", 1);
+        let mut parts = vec![q];
+        for i in 0..4000u32 {
+            // Owner by pointer to the question name, 16 bytes a record.
+            let b = i.to_be_bytes();
+            parts.push(rr(&[0xc0, 12], 1, 100 + i, &[10, b[1], b[2], b[3]]));
+        }
+        let m = message(RESPONSE, [1, 4000, 0, 0], &parts);
+        let a = parse(&m).unwrap();
+        assert_eq!(a.records.len(), MAX_RECORDS);
+        assert_eq!(a.anomalies.records_dropped as usize, 4000 - MAX_RECORDS);
+        assert_eq!(a.addrs.len(), MAX_ADDRS);
+        assert_eq!(a.min_ttl, 100);
+        assert!(!a.anomalies.incomplete);
+    }
+
+    #[test]
+    fn header_counts_that_overstate_records_flag_incomplete() {
+        let m = message(
+            RESPONSE,
+            [1, 10, 3, 3],
+            &[
+                question("x.example", 1),
+                rr_a("x.example", 9, [192, 0, 2, 9]),
+            ],
+        );
+        let a = parse(&m).unwrap();
+        assert_eq!(a.addrs, [ip("192.0.2.9")]);
+        assert!(a.anomalies.incomplete);
+        // Counts that understate: the extra bytes are ignored.
+        let m = message(
+            RESPONSE,
+            [1, 0, 0, 0],
+            &[
+                question("x.example", 1),
+                rr_a("x.example", 9, [192, 0, 2, 9]),
+            ],
+        );
+        let a = parse(&m).unwrap();
+        assert!(a.records.is_empty());
+        assert!(!a.anomalies.incomplete);
+        // A huge question count over a short message.
+        let m = message(RESPONSE, [65535, 0, 0, 0], &[question("x.example", 1)]);
+        let a = parse(&m).unwrap();
+        assert_eq!(a.query, "x.example");
+        assert!(a.anomalies.incomplete);
+    }
+
+    #[test]
+    fn answers_for_a_name_never_asked_are_unrelated() {
+        let m = message(
+            RESPONSE,
+            [1, 2, 0, 0],
+            &[
+                question("asked.example", 1),
+                rr_a("other.example", 60, [198, 51, 100, 1]),
+                rr_a("asked.example", 60, [198, 51, 100, 2]),
+            ],
+        );
+        let a = parse(&m).unwrap();
+        assert_eq!(a.addrs, [ip("198.51.100.2")]);
+        assert_eq!(a.anomalies.unrelated_records, 1);
+    }
+
+    #[test]
+    fn cname_loop_is_flagged_and_stops() {
+        let m = message(
+            RESPONSE,
+            [1, 3, 0, 0],
+            &[
+                question("a.example", 1),
+                cname("a.example", "b.example"),
+                cname("B.example", "A.EXAMPLE"),
+                rr_a("b.example", 1, [192, 0, 2, 2]),
+            ],
+        );
+        let a = parse(&m).unwrap();
+        assert!(a.anomalies.cname_loop);
+        assert_eq!(a.cname_chain, ["a.example", "b.example"]);
+        assert_eq!(a.addrs, [ip("192.0.2.2")]);
+    }
+
+    #[test]
+    fn cname_chain_longer_than_limit_is_cut() {
+        let mut parts = vec![question("n0.example", 1)];
+        for i in 0..20 {
+            parts.push(cname(
+                &format!("n{i}.example"),
+                &format!("n{}.example", i + 1),
+            ));
+        }
+        parts.push(rr_a("n20.example", 1, [192, 0, 2, 20]));
+        let a = parse(&message(RESPONSE, [1, 21, 0, 0], &parts)).unwrap();
+        assert!(a.anomalies.cname_chain_too_long);
+        assert_eq!(a.cname_chain.len(), MAX_CNAME_CHAIN + 1);
+        assert!(a.addrs.is_empty());
+    }
+
+    #[test]
+    fn duplicate_addresses_once_with_smallest_ttl() {
+        let m = message(
+            RESPONSE,
+            [1, 3, 0, 0],
+            &[
+                question("d.example", 1),
+                rr_a("d.example", 300, [192, 0, 2, 1]),
+                rr_a("d.example", 30, [192, 0, 2, 1]),
+                rr_a("d.example", 600, [192, 0, 2, 3]),
+            ],
+        );
+        let a = parse(&m).unwrap();
+        assert_eq!(a.addrs, [ip("192.0.2.1"), ip("192.0.2.3")]);
+        assert_eq!(a.min_ttl, 30);
+    }
+
+    #[test]
+    fn dname_above_the_chain_is_related() {
+        let m = message(
+            RESPONSE,
+            [1, 3, 0, 0],
+            &[
+                question("www.old.example", 1),
+                rr(&wire_name("old.example"), 39, 60, &wire_name("new.example")),
+                cname("www.old.example", "www.new.example"),
+                rr_a("www.new.example", 60, [192, 0, 2, 7]),
+            ],
+        );
+        let a = parse(&m).unwrap();
+        assert_eq!(a.records[0].data, RecordData::Name("new.example".into()));
+        assert_eq!(a.addrs, [ip("192.0.2.7")]);
+        assert_eq!(a.anomalies.unrelated_records, 0);
+    }
+
+    #[test]
+    fn address_with_wrong_length_stops_the_section() {
+        let m = message(
+            RESPONSE,
+            [1, 1, 0, 0],
+            &[
+                question("x.example", 1),
+                rr(&wire_name("x.example"), 1, 1, &[1, 2, 3]),
+            ],
+        );
+        let a = parse(&m).unwrap();
+        assert!(a.records.is_empty());
+        assert!(a.anomalies.incomplete);
+    }
+
+    #[test]
+    fn edns_extended_rcode_and_tc_bit() {
+        // OPT: root owner, type 41, class = payload size, TTL = ext-rcode 1 (BADVERS = 16).
+        let opt = [0u8, 0, 41, 0x10, 0, 1, 0, 0, 0, 0, 0].to_vec();
+        let m = message(
+            RESPONSE | 0x0200,
+            [1, 0, 0, 1],
+            &[question("x.example", 1), opt],
+        );
+        let a = parse(&m).unwrap();
+        assert_eq!(a.rcode, 16);
+        assert!(a.anomalies.truncated);
+    }
+
+    #[test]
+    fn unicast_response_without_question_has_no_chain() {
+        let m = message(
+            RESPONSE,
+            [0, 1, 0, 0],
+            &[rr_a("x.example", 1, [192, 0, 2, 1])],
+        );
+        let a = parse(&m).unwrap();
+        assert!(a.anomalies.no_question);
+        assert_eq!(a.query, "");
+        assert!(a.addrs.is_empty());
+        assert_eq!(a.anomalies.unrelated_records, 1);
+    }
+
+    #[test]
+    fn odd_bytes_in_names_stay_valid_and_recognisable() {
+        // Labels: "Caf\u{e9}" in UTF-8, "a\0b", "x.y" (a dot inside a label), "\xff\\".
+        let mut q = Vec::new();
+        for l in [&b"Caf\xc3\xa9"[..], b"a\0b", b"x.y", b"\xff\\"] {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l);
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let a = parse(&message(RESPONSE, [1, 0, 0, 0], &[q])).unwrap();
+        assert_eq!(a.query, "caf\u{e9}.a\\000b.x\\.y.\\255\\\\");
+        assert!(serde_json::to_string(&a).is_ok());
+    }
+
+    #[test]
+    fn oversized_buffer_is_malformed() {
+        let mut m = message(RESPONSE, [1, 0, 0, 0], &[question("x.example", 1)]);
+        m.resize(MAX_MESSAGE_LEN + 1, 0);
+        assert_eq!(parse(&m), Err(DnsError::Malformed));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
+                let _ = parse(&bytes);
+            }
+
+            #[test]
+            fn arbitrary_bytes_with_response_header_never_panic(
+                mut bytes in proptest::collection::vec(any::<u8>(), 12..700),
+            ) {
+                bytes[2] |= 0x80;
+                if let Ok(a) = parse(&bytes) {
+                    prop_assert!(a.records.len() <= MAX_RECORDS);
+                    prop_assert!(a.addrs.len() <= MAX_ADDRS);
+                    prop_assert!(a.cname_chain.len() <= MAX_CNAME_CHAIN + 1);
+                }
+            }
+
+            #[test]
+            fn mutated_valid_responses_never_panic(
+                which in 0usize..4,
+                edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 1..8),
+                cut in any::<u16>(),
+            ) {
+                let fixture = [WIKIPEDIA_TWO_CNAMES, CMU_MIXED_CASE_CHAIN, MDNS_TWO_AAAA, LOC_TRUNCATED][which];
+                let mut m = hex(fixture);
+                for (at, b) in edits {
+                    let i = usize::from(at) % m.len();
+                    m[i] = b;
+                }
+                let keep = usize::from(cut) % (m.len() + 1);
+                m.truncate(keep.max(m.len() / 2));
+                let _ = parse(&m);
+                let _ = parse_response(&ep("::1", "::2", 5353, 5353), DnsKind::Mdns, &m);
+            }
+        }
+    }
 }
