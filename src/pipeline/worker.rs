@@ -11,7 +11,7 @@ use crate::analytics::{Alert, Context, Detector, Engine};
 use crate::config::Config;
 use crate::decode::dns::{self, DnsAnswer, DnsEndpoints};
 use crate::decode::dns_tcp::DnsTcpStream;
-use crate::decode::{Packet, PROTO_TCP, PROTO_UDP};
+use crate::decode::{tcp_flags, Packet, PROTO_TCP, PROTO_UDP};
 use crate::enrichment::Attributor;
 use crate::flow::table::{FlowShard, FlowStats};
 use crate::flow::{FlowEvent, FlowKey};
@@ -121,7 +121,8 @@ impl Worker {
                 self.dns_tcp.remove(&(key_of(&r), false));
             }
         }
-        if !payload.is_empty() {
+        let tcp_syn = p.proto == PROTO_TCP && p.tcp_flags & tcp_flags::SYN != 0;
+        if !payload.is_empty() || (tcp_syn && dns::dns_kind(p.sport, p.dport).is_some()) {
             self.dns(p, payload);
             for a in std::mem::take(&mut self.answers) {
                 self.stats.dns_answers += 1;
@@ -166,8 +167,15 @@ impl Worker {
                 *stats.dns_errors.entry("dns_tcp_streams_full").or_default() += 1;
                 return;
             }
-            let s = self.dns_tcp.entry((fk, from_lo)).or_default();
-            s.push(p.tcp_seq, p.tcp_flags, payload, p.payload_len, &mut parse);
+            let s = self
+                .dns_tcp
+                .entry((fk, from_lo))
+                .or_insert_with(DnsTcpStream::new);
+            if p.tcp_flags & tcp_flags::SYN != 0 {
+                s.syn(p.tcp_seq);
+            } else {
+                s.push(p.tcp_seq, payload, p.payload_len, &mut parse);
+            }
         }
     }
 
