@@ -41,20 +41,29 @@ const CASES: &[Expect] = &[
     Expect { file: "null-loopback-dns-tcp-incomplete_dns-incomplete.pcap", packets: 18, dns: 2, flows: 1 },
     Expect { file: "pcapng-3-interfaces-dns-ipv6_dns-google-nsid.pcapng", packets: 14, dns: 7, flows: 7 },
     Expect { file: "pcapng-multi-interface-dns_pcapng-multi-interface.pcapng", packets: 6, dns: 3, flows: 3 },
-    Expect { file: "qinq-dns-loc-truncated_loc-29-trunc.pcap", packets: 2, dns: 1, flows: 2 },
+    // Suricata: 2 flows, as it keys flows by VLAN id and the query and its response
+    // carry different outer tags (1042 and 1041). portent keys by the 5-tuple, like Zeek:
+    // a mirror often sees one connection on two VLANs, and that is still one connection.
+    Expect { file: "qinq-dns-loc-truncated_loc-29-trunc.pcap", packets: 2, dns: 1, flows: 1 },
     Expect { file: "qinq-udp_q-in-q.pcap", packets: 5, dns: 0, flows: 2 },
     Expect { file: "rawip-dns-ech_ech.pcap", packets: 4, dns: 2, flows: 2 },
     Expect { file: "rawip4-dns-cname_dns-additionals-with-cname.pcap", packets: 2, dns: 1, flows: 1 },
     Expect { file: "rawip6-ipv6-frag-tcp_frag-ip-tcp.pcap", packets: 3, dns: 0, flows: 1 },
     Expect { file: "rawip6-single_LINKTYPE_IPV6.pcap", packets: 1, dns: 0, flows: 1 },
-    Expect { file: "sll-dns-tls_KakaoTalk_chat.pcap", packets: 347, dns: 19, flows: 37 },
+    // tshark: 19 DNS responses, one of them quoted inside an ICMP error (frame 57), which
+    // is not an answer the host received.
+    Expect { file: "sll-dns-tls_KakaoTalk_chat.pcap", packets: 347, dns: 18, flows: 37 },
     Expect { file: "sll-nanosecond-tcp-handshake_tcp-handshake-nano.pcap", packets: 3, dns: 0, flows: 1 },
     Expect { file: "snaplen68-truncated-header_truncated-header.pcap", packets: 24, dns: 0, flows: 1 },
     Expect { file: "snaplen96-tcp_communityid-tcp.pcap", packets: 12, dns: 0, flows: 1 },
     Expect { file: "truncated-file-http_http-mime-truncated.pcap", packets: 2696, dns: 0, flows: 1 },
     Expect { file: "vlan-dns-notify_dns_notify2.pcap", packets: 4, dns: 2, flows: 3 },
     Expect { file: "vlan-triple-tag-http_vlan-qinqinq.pcap", packets: 14, dns: 0, flows: 1 },
-    Expect { file: "web-tls-many-flows-dns_tls-subjectaltname.pcap", packets: 3138, dns: 37, flows: 109 },
+    // Suricata: 109. Two stray packets arrive long after their connection closed (a RST
+    // 77 s after, a FIN 40 s after a RST); Suricata's flow manager had not pruned the
+    // closed flows yet and merged them. portent, like Zeek's close delay, gives a closed
+    // connection 10 s (tcp_closed_timeout_s), then a late packet starts a new record.
+    Expect { file: "web-tls-many-flows-dns_tls-subjectaltname.pcap", packets: 3138, dns: 37, flows: 110 },
     Expect { file: "web-tls-netflix-dns_netflix.pcap", packets: 1793, dns: 14, flows: 60 },
     Expect { file: "mdns-a-aaaa_mdns.pcap", packets: 24, dns: 6, flows: 2 },
     // Suricata 7 does not read SLL2 (0 flows); flows from `tshark -z conv,tcp -z conv,udp`.

@@ -117,19 +117,18 @@ impl Worker {
                 ob.push(k, Stream::Flows, |buf| {
                     output::render_flow(buf, &r, why, self.has_home_net)
                 });
-                self.dns_tcp.remove(&(key_of(&r), true));
-                self.dns_tcp.remove(&(key_of(&r), false));
+                self.close_dns_streams(&r);
             }
         }
         let tcp_syn = p.proto == PROTO_TCP && p.tcp_flags & tcp_flags::SYN != 0;
         if !payload.is_empty() || (tcp_syn && dns::dns_kind(p.sport, p.dport).is_some()) {
             self.dns(p, payload);
-            for a in std::mem::take(&mut self.answers) {
-                self.stats.dns_answers += 1;
-                let k = key(&mut sub);
-                ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
-                self.engine.on_dns(&a, &mut self.alerts);
-            }
+        }
+        for a in std::mem::take(&mut self.answers) {
+            self.stats.dns_answers += 1;
+            let k = key(&mut sub);
+            ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
+            self.engine.on_dns(&a, &mut self.alerts);
         }
         for a in self.alerts.drain(..) {
             self.stats.alerts += 1;
@@ -159,7 +158,7 @@ impl Worker {
         };
         if p.proto == PROTO_UDP {
             parse(payload);
-        } else if p.proto == PROTO_TCP && kind == dns::DnsKind::Dns {
+        } else if p.proto == PROTO_TCP {
             let (fk, from_lo) = FlowKey::from_packet(p.src, p.sport, p.dst, p.dport, p.proto);
             if !self.dns_tcp.contains_key(&(fk, from_lo))
                 && self.dns_tcp.len() >= MAX_DNS_TCP_STREAMS
@@ -176,6 +175,39 @@ impl Worker {
             } else {
                 s.push(p.tcp_seq, payload, p.payload_len, &mut parse);
             }
+        }
+    }
+
+    /// A flow ended: messages still held behind a hole in its DNS streams come out now.
+    fn close_dns_streams(&mut self, r: &crate::flow::FlowRecord) {
+        if self.dns_tcp.is_empty() {
+            return;
+        }
+        let k = key_of(r);
+        for dir in [true, false] {
+            let Some(mut s) = self.dns_tcp.remove(&(k, dir)) else {
+                continue;
+            };
+            let (src, sport, dst, dport) = if dir {
+                (k.lo, k.lo_port, k.hi, k.hi_port)
+            } else {
+                (k.hi, k.hi_port, k.lo, k.lo_port)
+            };
+            let ep = DnsEndpoints {
+                ts: r.last_ts,
+                src,
+                sport,
+                dst,
+                dport,
+                transport: PROTO_TCP,
+            };
+            let kind = dns::dns_kind(sport, dport).unwrap_or(dns::DnsKind::Dns);
+            let stats = &mut self.stats;
+            let answers = &mut self.answers;
+            s.flush(&mut |msg: &[u8]| match dns::parse_response(&ep, kind, msg) {
+                Ok(a) => answers.push(a),
+                Err(e) => *stats.dns_errors.entry(e.kind()).or_default() += 1,
+            });
         }
     }
 
@@ -207,8 +239,20 @@ impl Worker {
                 ob.push(k, Stream::Flows, |buf| {
                     output::render_flow(buf, &r, why, self.has_home_net)
                 });
-                self.dns_tcp.remove(&(key_of(&r), true));
-                self.dns_tcp.remove(&(key_of(&r), false));
+                self.close_dns_streams(&r);
+            }
+            for a in std::mem::take(&mut self.answers) {
+                self.stats.dns_answers += 1;
+                sub += 1;
+                let k = OrderKey {
+                    seq: seq_end,
+                    phase: 1,
+                    t,
+                    tb,
+                    sub,
+                };
+                ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
+                self.engine.on_dns(&a, &mut self.alerts);
             }
             for a in self.alerts.drain(..) {
                 self.stats.alerts += 1;
