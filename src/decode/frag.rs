@@ -164,7 +164,7 @@ impl Reassembler {
         let mut kept = None;
         let mut evicted = false;
         while let Some((key, serial)) = self.order.pop_front() {
-            if !self.table.get(&key).is_some_and(|d| d.serial == serial) {
+            if self.table.get(&key).is_none_or(|d| d.serial != serial) {
                 continue;
             }
             if Some(&key) == keep {
