@@ -1506,3 +1506,126 @@ mod properties {
         }
     }
 }
+
+// ---------------------------------------------------------------- real captures
+
+/// Reads a classic pcap (µs or ns, either byte order): (link type, records).
+fn read_pcap(bytes: &[u8]) -> Option<(u32, Vec<(Ts, u32, &[u8])>)> {
+    let magic = bytes.get(..4)?;
+    let (le, nanos) = match magic {
+        [0xd4, 0xc3, 0xb2, 0xa1] => (true, false),
+        [0x4d, 0x3c, 0xb2, 0xa1] => (true, true),
+        [0xa1, 0xb2, 0xc3, 0xd4] => (false, false),
+        [0xa1, 0xb2, 0x3c, 0x4d] => (false, true),
+        _ => return None,
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    let link = u32_at(20)?;
+    let mut at = 24;
+    let mut records = Vec::new();
+    while let (Some(secs), Some(frac), Some(incl), Some(orig)) =
+        (u32_at(at), u32_at(at + 4), u32_at(at + 8), u32_at(at + 12))
+    {
+        let Some(data) = bytes.get(at + 16..at + 16 + incl as usize) else {
+            break; // file cut short
+        };
+        let frac_ns = if nanos {
+            frac as i64
+        } else {
+            frac as i64 * 1000
+        };
+        records.push((Ts(secs as i64 * 1_000_000_000 + frac_ns), orig, data));
+        at += 16 + incl as usize;
+    }
+    Some((link, records))
+}
+
+/// Every public capture decodes without panicking, and the TCP/UDP packets decode yields
+/// match tshark's count of `(udp or tcp) and not icmp and not icmpv6` (tshark reassembles
+/// fragments too). Run with `cargo test --lib decode:: -- --ignored`.
+#[test]
+#[ignore = "reads /work/shared/pcaps/public"]
+fn public_captures_match_tshark_counts() {
+    let expected: &[(&str, usize)] = &[
+        (
+            "dns-tcp-multi-message-per-segment_dns-tcp-multirequest-buffer.pcap",
+            48,
+        ),
+        ("dns-tcp-single-query_dns_tcp.pcap", 11),
+        ("dns-tcp-two-queries_issue-4759-tcpdns.pcap", 20),
+        ("dns-tcp-with-gap_dns-tcp-ts-gap.pcap", 15),
+        ("dns-udp-a-aaaa-cname-http_wikipedia.pcap", 126),
+        (
+            "dns-udp-classic-wireshark-sample_dns-wiresharkrepo.pcap",
+            38,
+        ),
+        ("dns-udp-edns-ecs-tcp-frag_dns-edns-ecs.pcap", 85),
+        ("dns-udp-rrsig-a-aaaa_rrsig.pcap", 7),
+        ("dns-udp-same-5tuple_long-connection.pcap", 22),
+        ("dns-udp-two-responses_dns-two-responses.pcap", 3),
+        ("ipv4-ipv6-fragmented-dns-tcp_dns_fragmented.pcap", 59),
+        ("ipv6-dstopts-ext-headers_covert_send6.pcap", 0),
+        ("ipv6-fragmented-dns_ipv6-fragmented-dns.pcap", 5),
+        ("ipv6-vlan-frag-ext-tcp_frag-eth-vlan-ipv6-tcp.pcap", 1),
+        ("llmnr-response_llmnr-authority-additional.pcap", 4),
+        ("mdns-a-aaaa_mdns.pcap", 18),
+        ("nanosecond-pcap-http-ssh_get-to-ssh-server.pcap", 9),
+        ("null-loopback-dns-svcb_dns-svcb.pcap", 2),
+        ("null-loopback-dns-tcp-incomplete_dns-incomplete.pcap", 18),
+        ("qinq-dns-loc-truncated_loc-29-trunc.pcap", 2),
+        ("qinq-udp_q-in-q.pcap", 4),
+        ("rawip-dns-ech_ech.pcap", 4),
+        ("rawip4-dns-cname_dns-additionals-with-cname.pcap", 2),
+        ("rawip6-ipv6-frag-tcp_frag-ip-tcp.pcap", 1),
+        ("rawip6-single_LINKTYPE_IPV6.pcap", 1),
+        ("sll-dns-tls_KakaoTalk_chat.pcap", 346),
+        ("sll-nanosecond-tcp-handshake_tcp-handshake-nano.pcap", 3),
+        ("sll2-ipv6_linux_dlt_sll2.pcap", 0),
+        ("sll2-tls_openjdk-zeek.org.pcap", 6),
+        ("snaplen68-truncated-header_truncated-header.pcap", 24),
+        ("snaplen96-tcp_communityid-tcp.pcap", 12),
+        ("truncated-file-http_http-mime-truncated.pcap", 2696),
+        ("vlan-dns-notify_dns_notify2.pcap", 4),
+        ("vlan-triple-tag-http_vlan-qinqinq.pcap", 14),
+        ("web-tls-many-flows-dns_tls-subjectaltname.pcap", 3086),
+        ("web-tls-netflix-dns_netflix.pcap", 1792),
+    ];
+    let dir = std::path::Path::new("/work/shared/pcaps/public");
+    let mut mismatches = Vec::new();
+    for &(name, want) in expected {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let (link, records) = read_pcap(&bytes).unwrap();
+        let mut d = Decoder::new(FragLimits::default());
+        let mut got = 0;
+        let mut errors = std::collections::BTreeMap::new();
+        for (ts, orig_len, data) in records {
+            let r = RawPacket {
+                ts,
+                link: LinkType::from_linktype(link),
+                data,
+                orig_len,
+            };
+            match d.decode(&r) {
+                Ok(x) if matches!(x.packet.proto, PROTO_TCP | PROTO_UDP) => got += 1,
+                Ok(x) => {
+                    *errors
+                        .entry(format!("proto_{}", x.packet.proto))
+                        .or_insert(0) += 1
+                }
+                Err(e) => *errors.entry(e.kind().to_string()).or_insert(0) += 1,
+            }
+        }
+        println!("{name}: {got}/{want} {errors:?} {:?}", d.anomalies);
+        if got != want {
+            mismatches.push(name);
+        }
+    }
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+}
