@@ -1509,8 +1509,11 @@ mod properties {
 
 // ---------------------------------------------------------------- real captures
 
+/// One pcap record: timestamp, length on the wire, captured bytes.
+type Record<'a> = (Ts, u32, &'a [u8]);
+
 /// Reads a classic pcap (µs or ns, either byte order): (link type, records).
-fn read_pcap(bytes: &[u8]) -> Option<(u32, Vec<(Ts, u32, &[u8])>)> {
+fn read_pcap(bytes: &[u8]) -> Option<(u32, Vec<Record<'_>>)> {
     let magic = bytes.get(..4)?;
     let (le, nanos) = match magic {
         [0xd4, 0xc3, 0xb2, 0xa1] => (true, false),
