@@ -1283,6 +1283,34 @@ fn ipv4_fragments_with_different_protocols_are_different_datagrams() {
     );
 }
 
+#[test]
+fn too_many_holes_in_one_datagram_drop_further_disjoint_fragments() {
+    let mut d = frag_decoder();
+    let piece = |off: usize| ethernet(0x0800, &ipv4_frag(8, off, true, PROTO_UDP, &[0; 8]));
+    for i in 0..128 {
+        let r = feed(&mut d, LinkType::Ethernet, &piece(i * 16), Ts::ZERO);
+        assert_eq!(r.unwrap_err(), DecodeError::FragmentHeld);
+    }
+    let far = feed(&mut d, LinkType::Ethernet, &piece(128 * 16), Ts::ZERO);
+    assert_eq!(far.unwrap_err(), DecodeError::FragmentDropped);
+    // Filling a hole merges ranges, so it is still taken.
+    let hole = feed(&mut d, LinkType::Ethernet, &piece(8), Ts::ZERO);
+    assert_eq!(hole.unwrap_err(), DecodeError::FragmentHeld);
+}
+
+#[test]
+fn fragment_inside_a_reassembled_tunnel_datagram_is_dropped() {
+    let mut d = frag_decoder();
+    let inner_fragment = ipv4_frag(21, 0, true, PROTO_UDP, &big_dns_udp()[..1480]);
+    let gre_packet = gre(0, 0x0800, &inner_fragment);
+    let (a, b) = gre_packet.split_at(800);
+    let first = ethernet(0x0800, &ipv4_frag(22, 0, true, PROTO_GRE, a));
+    let last = ethernet(0x0800, &ipv4_frag(22, 800, false, PROTO_GRE, b));
+    let _ = feed(&mut d, LinkType::Ethernet, &first, Ts::ZERO);
+    let r = feed(&mut d, LinkType::Ethernet, &last, Ts::ZERO);
+    assert_eq!(r.unwrap_err(), DecodeError::FragmentDropped);
+}
+
 fn v6_fragments(
     id: u32,
     unfragmentable: &[(u8, Vec<u8>)],
