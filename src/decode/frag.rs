@@ -28,6 +28,7 @@ use crate::time::{Dur, Ts};
 pub const MAX_DATAGRAM_DATA: usize = 65535;
 /// Disjoint byte ranges held per datagram. In-order or reversed arrival keeps one range;
 /// many means attacker-chosen tiny fragments with holes, each costing a range entry.
+/// Range lists are not counted in `max_bytes`; this caps them at 2 KiB per datagram.
 const MAX_RANGES: usize = 128;
 
 /// Limits of the reassembly table.
@@ -164,7 +165,7 @@ impl Reassembler {
         let mut kept = None;
         let mut evicted = false;
         while let Some((key, serial)) = self.order.pop_front() {
-            if !self.table.get(&key).is_some_and(|d| d.serial == serial) {
+            if self.table.get(&key).is_none_or(|d| d.serial != serial) {
                 continue;
             }
             if Some(&key) == keep {

@@ -82,7 +82,6 @@ pub(crate) fn ipv4<'a>(
             dst,
             proto,
             ip_len: sat_u32(ip_len),
-            reassembled: false,
         };
         return transport::decode(outer, ip, payload, payload_wire, frags, anomalies);
     }
@@ -113,7 +112,10 @@ pub(crate) fn ipv4<'a>(
         dst,
         proto,
         ip_len: sat_u32(whole.header_len + whole.data.len()),
+    };
+    let outer = Outer {
         reassembled: true,
+        ..outer
     };
     transport::decode(outer, ip, whole.data, whole.data.len(), None, anomalies)
 }
@@ -224,7 +226,6 @@ pub(crate) fn ipv6<'a>(
                 dst,
                 proto,
                 ip_len: sat_u32(IPV6_HEADER_LEN + declared),
-                reassembled: false,
             };
             transport::decode(outer, ip, &payload[at..], declared - at, frags, anomalies)
         }
@@ -272,9 +273,12 @@ pub(crate) fn ipv6<'a>(
                         dst,
                         proto,
                         ip_len,
-                        reassembled: true,
                     };
                     let upper = &datagram[at..];
+                    let outer = Outer {
+                        reassembled: true,
+                        ..outer
+                    };
                     transport::decode(outer, ip, upper, upper.len(), None, anomalies)
                 }
                 Walk::Fragment { .. } => Err(DecodeError::Malformed(Layer::Ipv6)),

@@ -34,6 +34,8 @@ pub(crate) struct Outer {
     pub vlan: u16,
     pub src_mac: Option<[u8; 6]>,
     pub tunneled: bool,
+    /// This packet, or a tunnel packet around it, was rebuilt from fragments.
+    pub reassembled: bool,
     /// Tunnels entered so far.
     pub depth: usize,
 }
@@ -49,6 +51,7 @@ pub fn decode_frame<'a>(
         vlan: 0,
         src_mac: None,
         tunneled: false,
+        reassembled: false,
         depth: 0,
     };
     let data = raw.data;
@@ -67,7 +70,15 @@ pub fn decode_frame<'a>(
                 outer.src_mac = mac_at(hdr, 6);
             }
             let proto = be16(hdr, 14);
-            ethertype(outer, proto, data, SLL_HEADER_LEN, wire, Some(frags), anomalies)
+            ethertype(
+                outer,
+                proto,
+                data,
+                SLL_HEADER_LEN,
+                wire,
+                Some(frags),
+                anomalies,
+            )
         }
         LinkType::LinuxSll2 => {
             let hdr = data
@@ -80,7 +91,15 @@ pub fn decode_frame<'a>(
                 outer.src_mac = mac_at(hdr, 12);
             }
             let proto = be16(hdr, 0);
-            ethertype(outer, proto, data, SLL2_HEADER_LEN, wire, Some(frags), anomalies)
+            ethertype(
+                outer,
+                proto,
+                data,
+                SLL2_HEADER_LEN,
+                wire,
+                Some(frags),
+                anomalies,
+            )
         }
         LinkType::Raw => {
             let first = *data.first().ok_or(DecodeError::Truncated(Layer::Link))?;
@@ -132,7 +151,15 @@ pub(crate) fn ethernet<'a>(
         .ok_or(DecodeError::Truncated(Layer::Link))?;
     outer.src_mac = mac_at(hdr, 6);
     let proto = be16(hdr, 12);
-    ethertype(outer, proto, data, ETHERNET_HEADER_LEN, wire, frags, anomalies)
+    ethertype(
+        outer,
+        proto,
+        data,
+        ETHERNET_HEADER_LEN,
+        wire,
+        frags,
+        anomalies,
+    )
 }
 
 /// Follows an EtherType found at `data[..at]`, through any VLAN tags, to IP.
@@ -187,3 +214,7 @@ pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
 fn mac_at(b: &[u8], at: usize) -> Option<[u8; 6]> {
     b.get(at..at + 6)?.try_into().ok()
 }
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;

@@ -25,7 +25,6 @@ pub(crate) struct IpInfo {
     pub dst: IpAddr,
     pub proto: u8,
     pub ip_len: u32,
-    pub reassembled: bool,
 }
 
 fn sat_u32(n: usize) -> u32 {
@@ -58,7 +57,7 @@ pub(crate) fn decode<'a>(
         src_mac: outer.src_mac,
         vlan: outer.vlan,
         ports_known: false,
-        reassembled: ip.reassembled,
+        reassembled: outer.reassembled,
         tunneled: outer.tunneled,
     };
     match ip.proto {
