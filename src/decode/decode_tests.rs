@@ -1537,52 +1537,10 @@ mod properties {
 
 // ---------------------------------------------------------------- real captures
 
-/// One pcap record: timestamp, length on the wire, captured bytes.
-type Record<'a> = (Ts, u32, &'a [u8]);
-
-/// Reads a classic pcap (µs or ns, either byte order): (link type, records).
-fn read_pcap(bytes: &[u8]) -> Option<(u32, Vec<Record<'_>>)> {
-    let magic = bytes.get(..4)?;
-    let (le, nanos) = match magic {
-        [0xd4, 0xc3, 0xb2, 0xa1] => (true, false),
-        [0x4d, 0x3c, 0xb2, 0xa1] => (true, true),
-        [0xa1, 0xb2, 0xc3, 0xd4] => (false, false),
-        [0xa1, 0xb2, 0x3c, 0x4d] => (false, true),
-        _ => return None,
-    };
-    let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        Some(if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
-    };
-    let link = u32_at(20)?;
-    let mut at = 24;
-    let mut records = Vec::new();
-    while let (Some(secs), Some(frac), Some(incl), Some(orig)) =
-        (u32_at(at), u32_at(at + 4), u32_at(at + 8), u32_at(at + 12))
-    {
-        let Some(data) = bytes.get(at + 16..at + 16 + incl as usize) else {
-            break; // file cut short
-        };
-        let frac_ns = if nanos {
-            frac as i64
-        } else {
-            frac as i64 * 1000
-        };
-        records.push((Ts(secs as i64 * 1_000_000_000 + frac_ns), orig, data));
-        at += 16 + incl as usize;
-    }
-    Some((link, records))
-}
-
 /// Every public capture decodes without panicking, and the TCP/UDP packets decode yields
 /// match tshark's count of `(udp or tcp) and not icmp and not icmpv6` (tshark reassembles
-/// fragments too). Run with `cargo test --lib decode:: -- --ignored`.
+/// fragments too). Read with portent's own capture reader, from the copies in pcaps/.
 #[test]
-#[ignore = "reads /work/shared/pcaps/public"]
 fn public_captures_match_tshark_counts() {
     let expected: &[(&str, usize)] = &[
         (
@@ -1628,21 +1586,14 @@ fn public_captures_match_tshark_counts() {
         ("web-tls-many-flows-dns_tls-subjectaltname.pcap", 3086),
         ("web-tls-netflix-dns_netflix.pcap", 1792),
     ];
-    let dir = std::path::Path::new("/work/shared/pcaps/public");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/public");
     let mut mismatches = Vec::new();
     for &(name, want) in expected {
-        let bytes = std::fs::read(dir.join(name)).unwrap();
-        let (link, records) = read_pcap(&bytes).unwrap();
+        let mut reader = crate::capture::pcapfile::PcapReader::open(&dir.join(name)).unwrap();
         let mut d = Decoder::new(FragLimits::default());
         let mut got = 0;
         let mut errors = std::collections::BTreeMap::new();
-        for (ts, orig_len, data) in records {
-            let r = RawPacket {
-                ts,
-                link: LinkType::from_linktype(link),
-                data,
-                orig_len,
-            };
+        while let Some(r) = reader.next_packet().unwrap() {
             match d.decode(&r) {
                 Ok(x) if matches!(x.packet.proto, PROTO_TCP | PROTO_UDP) => got += 1,
                 Ok(x) => {
