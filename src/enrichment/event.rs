@@ -113,8 +113,11 @@ pub struct AccountEvent {
 pub struct LaunchdJobEvent {
     pub ts: Ts,
     pub host: Option<String>,
-    /// The executable the job runs (`Program`, else the first of `ProgramArguments`).
-    pub program: String,
+    /// The executable the job runs (`Program`), when set.
+    pub program: Option<String>,
+    /// `ProgramArguments` joined by spaces (osquery's form). Its executable may itself
+    /// contain spaces, so the index matches any word-boundary prefix of it.
+    pub arguments: Option<String>,
     pub launchd: LaunchdInfo,
     /// `UserName` of the job, if set.
     pub user: Option<String>,
@@ -132,7 +135,7 @@ pub fn parse_mac(s: &str) -> Option<Mac> {
     let mut parts = s.split(sep);
     for byte in mac.iter_mut() {
         let p = parts.next()?;
-        if p.len() != 2 {
+        if p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         *byte = u8::from_str_radix(p, 16).ok()?;

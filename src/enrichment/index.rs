@@ -108,6 +108,8 @@ pub struct FlowQuery {
 const PRUNE_EVERY: u64 = 4096;
 /// Process records kept per (host, pid): enough pid reuse for any realistic window.
 const STARTS_PER_PID: usize = 8;
+/// Word-boundary prefixes of a launchd job's arguments tried as its executable.
+const LAUNCHD_ARG_PREFIXES: usize = 8;
 /// Inventory assignments kept per address (DHCP churn).
 const HISTORY_PER_IP: usize = 8;
 
@@ -557,8 +559,24 @@ impl EdrIndex {
     }
 
     fn insert_launchd(&self, l: LaunchdJobEvent) {
-        self.launchd
-            .insert((l.host.unwrap_or_default(), l.program), (l.launchd, l.user));
+        let host = l.host.unwrap_or_default();
+        let mut programs: Vec<String> = l.program.into_iter().collect();
+        if let Some(args) = &l.arguments {
+            // "/Users/ann/Library/Application Support/x/updater --interval 600": the
+            // executable is one of the word-boundary prefixes.
+            let mut end = 0;
+            for word in args.split(' ').take(LAUNCHD_ARG_PREFIXES) {
+                end += word.len();
+                if !word.is_empty() {
+                    programs.push(args.get(..end).unwrap_or(args).to_owned());
+                }
+                end += 1;
+            }
+        }
+        for p in programs {
+            self.launchd
+                .insert((host.clone(), p), (l.launchd.clone(), l.user.clone()));
+        }
     }
 
     // ---- reader side -------------------------------------------------------------

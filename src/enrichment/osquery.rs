@@ -380,18 +380,17 @@ fn process(h: &Header, r: &Row, removed: bool) -> Result<EdrEvent, Reject> {
 
 fn launchd(h: &Header, r: &Row) -> Result<Option<EdrEvent>, Reject> {
     let ts = query_time(h)?;
-    let program = r.get("program").or_else(|| {
-        r.get("program_arguments")
-            .and_then(|a| a.split_whitespace().next().map(str::to_owned))
-    });
-    let Some(program) = program else {
+    let program = r.get("program");
+    let arguments = r.get("program_arguments");
+    if program.is_none() && arguments.is_none() {
         return Ok(None);
-    };
+    }
     let plist = r.get("path");
     Ok(Some(EdrEvent::LaunchdJob(LaunchdJobEvent {
         ts,
         host: h.host.clone(),
         program,
+        arguments,
         launchd: LaunchdInfo {
             label: r.get("label"),
             kind: plist.as_deref().and_then(launchd_kind).map(str::to_owned),
