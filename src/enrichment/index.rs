@@ -740,7 +740,9 @@ impl EdrIndex {
     /// The process that had the event's pid (or Sysmon guid) at `t`.
     fn process_at(&self, host: &str, n: &NetworkEvent, t: Ts) -> Option<ProcRecord> {
         if let Some(g) = &n.process_guid {
-            if let Some(k) = self.guids.get(g).map(|k| k.clone()) {
+            // Copy the key out first: no guid shard stays locked while procs is read.
+            let key = self.guids.get(g).map(|k| k.clone());
+            if let Some(k) = key {
                 let (h, pid, start) = k;
                 if let Some(v) = self.procs.get(&(h, pid)) {
                     if let Some(r) = v.iter().find(|r| r.start == start) {

@@ -30,7 +30,8 @@ mod tests;
 pub use event::EdrEvent;
 pub use index::{EdrIndex, IndexConfig, IndexStats};
 pub use reader::{
-    follow, ingest_bytes, ingest_line, load_path, Adapter, EdrError, EdrStats, Format, RejectReason,
+    follow, ingest_bytes, ingest_followed, ingest_line, load_path, Adapter, EdrError, EdrStats,
+    Format, RejectReason,
 };
 
 use serde::{Deserialize, Serialize};

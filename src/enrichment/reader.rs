@@ -524,6 +524,26 @@ pub struct FollowedLine<'a> {
     /// 1-based line number within this generation.
     pub line_no: u64,
     pub bytes: &'a [u8],
+    /// The line was longer than [`MAX_LINE_LEN`] and dropped (`bytes` is empty).
+    pub too_long: bool,
+}
+
+/// Feeds one line from [`follow`] to the index (an overlong one is counted).
+pub fn ingest_followed(
+    adapter: &mut Adapter,
+    line: &FollowedLine<'_>,
+    index: &EdrIndex,
+    stats: &mut EdrStats,
+) {
+    if line.too_long {
+        stats.lines += 1;
+        stats.reject(
+            line.line_no,
+            Reject::new(RejectReason::TooLong, format!("over {MAX_LINE_LEN} bytes")),
+        );
+    } else {
+        ingest_bytes(adapter, line.line_no, line.bytes, index, stats);
+    }
 }
 
 /// Tails `path` like `tail -F`: hands out each complete line as it is appended, and
@@ -539,96 +559,147 @@ pub fn follow(
     stop: &AtomicBool,
     mut on_line: impl FnMut(FollowedLine<'_>),
 ) -> Result<(), EdrError> {
-    use std::os::unix::fs::MetadataExt;
-
-    struct Open {
-        file: File,
-        ino: (u64, u64),
-        pos: u64,
-        line_no: u64,
-        partial: Vec<u8>,
-    }
     let read_err = |line, source| EdrError::Read {
         path: path.to_owned(),
         line,
         source,
     };
     let mut generation = 0u64;
-    let mut cur: Option<Open> = None;
+    let mut cur: Option<Tail> = None;
     let mut chunk = vec![0u8; 64 << 10];
     while !stop.load(Ordering::Relaxed) {
         if cur.is_none() {
             if let Ok(file) = File::open(path) {
-                let md = file.metadata().map_err(|e| read_err(0, e))?;
-                cur = Some(Open {
-                    file,
-                    ino: (md.dev(), md.ino()),
-                    pos: 0,
-                    line_no: 0,
-                    partial: Vec::new(),
-                });
+                cur = Some(Tail::new(file).map_err(|e| read_err(0, e))?);
             }
         }
-        if let Some(o) = cur.as_mut() {
-            // Read everything appended since the last poll.
-            loop {
-                let n = o
-                    .file
-                    .read(&mut chunk)
-                    .map_err(|e| read_err(o.line_no, e))?;
-                if n == 0 {
-                    break;
-                }
-                o.pos += n as u64;
-                let mut data = &chunk[..n];
-                while let Some(i) = data.iter().position(|&b| b == b'\n') {
-                    o.line_no += 1;
-                    let line: &[u8] = if o.partial.is_empty() {
-                        &data[..i]
-                    } else {
-                        o.partial.extend_from_slice(&data[..i]);
-                        &o.partial
-                    };
-                    on_line(FollowedLine {
-                        generation,
-                        line_no: o.line_no,
-                        bytes: line,
-                    });
-                    o.partial.clear();
-                    data = &data[i + 1..];
-                }
-                if o.partial.len() + data.len() <= MAX_LINE_LEN {
-                    o.partial.extend_from_slice(data);
-                } else {
-                    o.partial.clear(); // overlong line: dropped, counted by no one
-                }
-            }
-            // Rotated (new inode at the path) or truncated (size below our offset)?
-            let reopen = match std::fs::metadata(path) {
-                Ok(md) => (md.dev(), md.ino()) != o.ino || md.len() < o.pos,
-                Err(_) => false, // renamed away, new file not there yet: keep the old
-            };
-            if reopen {
-                let truncated = std::fs::metadata(path)
-                    .map(|md| (md.dev(), md.ino()) == o.ino)
-                    .unwrap_or(false);
-                if truncated {
-                    o.file
+        if let Some(t) = cur.as_mut() {
+            t.drain(&mut chunk, generation, &mut on_line)
+                .map_err(|e| read_err(t.line_no, e))?;
+            match t.check(path) {
+                Change::None => {}
+                Change::Truncated => {
+                    t.file
                         .seek(SeekFrom::Start(0))
-                        .map_err(|e| read_err(o.line_no, e))?;
-                    o.pos = 0;
-                    o.line_no = 0;
-                    o.partial.clear();
-                } else {
-                    cur = None;
+                        .map_err(|e| read_err(t.line_no, e))?;
+                    t.reset();
+                    generation += 1;
+                    continue; // read the new content at once
                 }
-                generation += 1;
-                continue; // read the new content at once
+                Change::Replaced => {
+                    // Lines the writer appended to the old file after our last read.
+                    t.drain(&mut chunk, generation, &mut on_line)
+                        .map_err(|e| read_err(t.line_no, e))?;
+                    cur = None;
+                    generation += 1;
+                    continue;
+                }
             }
         }
         std::thread::sleep(poll);
     }
     Ok(())
+}
+
+/// The open file [`follow`] reads.
+struct Tail {
+    file: File,
+    id: (u64, u64),
+    pos: u64,
+    line_no: u64,
+    partial: Vec<u8>,
+    /// Inside a line longer than [`MAX_LINE_LEN`]: drop bytes up to its newline.
+    skipping: bool,
+}
+
+enum Change {
+    None,
+    Truncated,
+    Replaced,
+}
+
+impl Tail {
+    fn new(file: File) -> io::Result<Tail> {
+        use std::os::unix::fs::MetadataExt;
+        let md = file.metadata()?;
+        Ok(Tail {
+            file,
+            id: (md.dev(), md.ino()),
+            pos: 0,
+            line_no: 0,
+            partial: Vec::new(),
+            skipping: false,
+        })
+    }
+
+    fn reset(&mut self) {
+        self.pos = 0;
+        self.line_no = 0;
+        self.partial.clear();
+        self.skipping = false;
+    }
+
+    /// Hands out every complete line appended since the last call.
+    fn drain(
+        &mut self,
+        chunk: &mut [u8],
+        generation: u64,
+        on_line: &mut impl FnMut(FollowedLine<'_>),
+    ) -> io::Result<()> {
+        loop {
+            let n = self.file.read(chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.pos += n as u64;
+            let mut data = chunk.get(..n).unwrap_or_default();
+            while let Some(i) = data.iter().position(|&b| b == b'\n') {
+                let (head, tail) = data.split_at(i);
+                data = tail.get(1..).unwrap_or_default();
+                self.line_no += 1;
+                if std::mem::take(&mut self.skipping) {
+                    self.partial.clear();
+                    on_line(FollowedLine {
+                        generation,
+                        line_no: self.line_no,
+                        bytes: &[],
+                        too_long: true,
+                    });
+                    continue;
+                }
+                let line: &[u8] = if self.partial.is_empty() {
+                    head
+                } else {
+                    self.partial.extend_from_slice(head);
+                    &self.partial
+                };
+                on_line(FollowedLine {
+                    generation,
+                    line_no: self.line_no,
+                    bytes: line,
+                    too_long: false,
+                });
+                self.partial.clear();
+            }
+            if !self.skipping && self.partial.len() + data.len() <= MAX_LINE_LEN {
+                self.partial.extend_from_slice(data);
+            } else {
+                self.partial.clear();
+                self.skipping = true;
+            }
+        }
+    }
+
+    /// Rotated (another file at the path) or truncated (shorter than what we read)?
+    fn check(&self, path: &Path) -> Change {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(path) {
+            Ok(md) if (md.dev(), md.ino()) != self.id => Change::Replaced,
+            Ok(md) if md.len() < self.pos => Change::Truncated,
+            // Renamed away and the new file not there yet: keep reading the old one.
+            _ => Change::None,
+        }
+    }
 }
 
 #[cfg(test)]
