@@ -825,3 +825,47 @@ proptest! {
         ingest_line(&mut Adapter::new(Format::ALL[fi]), 1, &line, &idx, &mut st);
     }
 }
+
+#[test]
+fn followed_feed_is_ingested_line_by_line() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("edr.jsonl");
+    std::fs::write(
+        &p,
+        format!("{}\n", net_line("2026-11-20T10:00:00Z", 1000, "live")),
+    )
+    .unwrap();
+    let idx = Arc::new(EdrIndex::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let h = {
+        let (idx, stop, p) = (idx.clone(), stop.clone(), p.clone());
+        std::thread::spawn(move || {
+            let mut st = EdrStats::default();
+            let mut ad = Adapter::detecting();
+            let mut generation = 0;
+            follow(&p, Duration::from_millis(5), &stop, |l| {
+                if l.generation != generation {
+                    generation = l.generation;
+                    ad = Adapter::detecting(); // a new file may be in another format
+                }
+                ingest_followed(&mut ad, &l, &idx, &mut st);
+            })
+            .unwrap();
+            st
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while name_at(&idx, 1000, ts("2026-11-20T10:00:00Z")).is_none()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let st = h.join().unwrap();
+    assert_eq!(name_at(&idx, 1000, ts("2026-11-20T10:00:00Z")), s("live"));
+    assert_eq!(st.events[&Format::Canonical], 1);
+}
