@@ -7,6 +7,32 @@
 //!
 //! The index is shared between the feed reader (writer) and the pipeline workers
 //! (readers), so it lives in lock-sharded maps (dashmap).
+//!
+//! Layout:
+//! * [`event`]: the format-neutral [`EdrEvent`] every adapter produces.
+//! * [`canonical`], [`osquery`], [`sysmon`], [`esxi`]: one adapter per input format;
+//!   each turns one line into zero or more events, or counted rejects. None panics.
+//! * [`index`]: [`EdrIndex`], the attribution index the workers query.
+//! * [`reader`]: format sniffing, [`load_path`], [`ingest_line`], [`follow`], [`EdrStats`].
+
+pub mod canonical;
+pub mod esxi;
+pub mod event;
+pub mod index;
+pub mod osquery;
+pub mod reader;
+pub mod sysmon;
+mod xml;
+
+#[cfg(test)]
+mod tests;
+
+pub use event::EdrEvent;
+pub use index::{EdrIndex, IndexConfig, IndexStats};
+pub use reader::{
+    follow, ingest_bytes, ingest_followed, ingest_line, load_path, Adapter, EdrError, EdrStats,
+    Format, RejectReason,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +58,10 @@ pub struct ParentInfo {
     pub pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +79,8 @@ pub struct ProcessInfo {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executable: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
