@@ -52,6 +52,9 @@ struct ReplayArgs {
     /// The end-of-run summary as JSON (packets, flows, DNS answers, errors by kind...).
     #[arg(long)]
     stats: Option<PathBuf>,
+    /// EDR feed (canonical JSON, osquery, Sysmon for Linux, ESXi logs); repeatable.
+    #[arg(long)]
+    edr: Vec<PathBuf>,
     /// Worker threads (overrides the config).
     #[arg(long)]
     workers: Option<usize>,
@@ -103,6 +106,42 @@ fn load_config(path: &Option<PathBuf>) -> Result<Config, String> {
     }
 }
 
+/// Loads EDR feeds for a replay: the whole feed is read before the capture, so nothing
+/// ages out. Bad lines are counted; one warning per reason names its first line.
+fn load_edr(
+    paths: &[PathBuf],
+    quiet: bool,
+) -> Result<Option<Arc<dyn portent::enrichment::Attributor>>, String> {
+    use portent::enrichment::index::{EdrIndex, IndexConfig};
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let index = EdrIndex::new(IndexConfig {
+        max_age: None,
+        ..IndexConfig::default()
+    });
+    for p in paths {
+        let mut stats = portent::enrichment::reader::EdrStats::default();
+        portent::enrichment::reader::load_path(p, &index, &mut stats).map_err(|e| e.to_string())?;
+        for (reason, first) in &stats.first_rejected {
+            let n = stats.rejected.get(reason).copied().unwrap_or(0);
+            eprintln!(
+                "portent: warning: {}: {} line(s) skipped ({}), first at line {}: {}",
+                p.display(),
+                n,
+                reason.label(),
+                first.line,
+                first.detail
+            );
+        }
+        if !quiet {
+            let events: u64 = stats.events.values().sum();
+            eprintln!("portent: {}: {} EDR events from {} lines", p.display(), events, stats.lines);
+        }
+    }
+    Ok(Some(Arc::new(index)))
+}
+
 fn replay(a: ReplayArgs) -> Result<(), String> {
     let mut config = load_config(&a.config)?;
     if let Some(w) = a.workers {
@@ -111,6 +150,7 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
         }
         config.pipeline.workers = w;
     }
+    let attributor = load_edr(&a.edr, a.quiet)?;
     let mut source = FileSource::open(&a.pcaps).map_err(|e| e.to_string())?;
     let (stop, reopen) = install_signals();
     let opts = RunOptions {
@@ -120,7 +160,7 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
             flows: a.flows,
             dns: a.dns,
         },
-        attributor: None,
+        attributor,
         detectors: portent::analytics::default_detectors(),
         stop,
         reopen,

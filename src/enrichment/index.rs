@@ -806,3 +806,26 @@ impl EdrIndex {
         })
     }
 }
+
+impl crate::enrichment::Attributor for EdrIndex {
+    fn attribute(
+        &self,
+        proto: u8,
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        first_ts: Ts,
+        src_mac: Option<[u8; 6]>,
+    ) -> Option<Attribution> {
+        self.attribute_flow(&FlowQuery {
+            transport: proto,
+            src,
+            sport,
+            dst,
+            dport,
+            first_ts,
+            src_mac,
+        })
+    }
+}
