@@ -116,15 +116,16 @@ impl FlowRecord {
 
 /// Why a flow left the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum EndReason {
     /// FIN/RST close seen, then the short close timeout passed.
-    Closed,
+    Closed = 0,
     /// Idle longer than its protocol/state timeout.
-    IdleTimeout,
+    IdleTimeout = 1,
     /// Pushed out by the live-flow cap (longest idle first).
-    Evicted,
+    Evicted = 2,
     /// End of input (replay finished, or shutdown).
-    Shutdown,
+    Shutdown = 3,
 }
 
 /// What the flow table tells the analytics.

@@ -21,6 +21,11 @@ use crate::time::{Dur, Ts};
 
 const NIL: u32 = u32::MAX;
 
+/// A flow moves to the head of its idle list at most this often (packet time). Relinking
+/// on every packet touches two neighbours' cache lines; this bounds how late an idle flow
+/// is noticed instead (by this much at most).
+const LRU_REFRESH: Dur = Dur(1_000_000_000);
+
 /// Timeout classes; each has its own idle list.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -90,6 +95,9 @@ struct Flow {
     msg_last: Ts,
     msg_index: u32,
     history: History,
+    /// When the flow was last (re)queued at its idle list's head; the list is ordered by
+    /// it. Refreshed at most every [`LRU_REFRESH`], so most packets touch no neighbour.
+    queued: Ts,
     /// Idle list links and class.
     prev: u32,
     next: u32,
@@ -122,11 +130,23 @@ pub struct FlowShard {
     free: Vec<u32>,
     heads: [u32; CLASSES],
     tails: [u32; CLASSES],
+    /// Flows found due by the last expiry pass, in output order, not yet ended.
+    due: Vec<Due>,
     timeouts: [Dur; CLASSES],
     message_gap: Dur,
     cap: usize,
     home_net: NetSet,
     pub stats: FlowStats,
+}
+
+/// A flow to end: sorted by (last packet time, uid) so the output order does not depend
+/// on how flows were spread over shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    last_ts: Ts,
+    uid: u64,
+    slot: u32,
+    reason: u8,
 }
 
 fn hash_key(h: &hashbrown::DefaultHashBuilder, k: &FlowKey) -> u64 {
@@ -170,6 +190,7 @@ impl FlowShard {
             free: Vec::new(),
             heads: [NIL; CLASSES],
             tails: [NIL; CLASSES],
+            due: Vec::new(),
             timeouts: [
                 cfg.tcp_unestablished_timeout,
                 cfg.tcp_established_timeout,
@@ -215,12 +236,13 @@ impl FlowShard {
         }
     }
 
-    fn push_head(&mut self, i: u32, class: Class) {
+    fn push_head(&mut self, i: u32, class: Class, now: Ts) {
         let c = class as usize;
         let old = self.heads[c];
         {
             let f = &mut self.flows[i as usize];
             f.class = class;
+            f.queued = now;
             f.prev = NIL;
             f.next = old;
         }
@@ -293,6 +315,7 @@ impl FlowShard {
             msg_last: p.ts,
             msg_index: 0,
             history,
+            queued: p.ts,
             prev: NIL,
             next: NIL,
             class: Class::Other,
@@ -321,7 +344,7 @@ impl FlowShard {
             PROTO_UDP => Class::Udp,
             _ => Class::Other,
         };
-        self.push_head(i, class);
+        self.push_head(i, class, p.ts);
         self.stats.created += 1;
         self.stats.live += 1;
         self.stats.peak_live = self.stats.peak_live.max(self.stats.live);
@@ -381,9 +404,13 @@ impl FlowShard {
             f.msg_bytes = 0;
         }
         let class = self.class_of(i);
-        if self.flows[i as usize].class != class || self.heads[class as usize] != i {
+        let (old_class, queued) = {
+            let f = &self.flows[i as usize];
+            (f.class, f.queued)
+        };
+        if old_class != class || p.ts.since(queued) >= LRU_REFRESH {
             self.unlink(i);
-            self.push_head(i, class);
+            self.push_head(i, class, p.ts.max(queued));
         }
         if let Some((start, end, bytes, index)) = finished {
             out.push(FlowEvent::OrigMessage {
@@ -497,51 +524,90 @@ impl FlowShard {
         }
     }
 
-    /// Ends every flow idle past its class timeout at packet time `now`. Events come out
-    /// sorted by (last packet time, uid), so the order does not depend on how flows were
-    /// spread over shards.
-    pub fn expire(&mut self, now: Ts, out: &mut Vec<FlowEvent>) {
-        let start = out.len();
+    /// Finds every flow idle past its class timeout at packet time `now` and queues it to
+    /// be ended by [`end_due`](Self::end_due); returns how many are due.
+    pub fn expire_begin(&mut self, now: Ts) -> usize {
+        self.due.clear();
         for c in 0..CLASSES {
             let timeout = self.timeouts[c];
-            loop {
-                let t = self.tails[c];
-                if t == NIL || self.flows[t as usize].last_ts.saturating_add(timeout) > now {
+            let reason = if c == Class::TcpClosed as usize {
+                EndReason::Closed
+            } else {
+                EndReason::IdleTimeout
+            };
+            // The list is ordered by `queued`; a flow's last packet is at most
+            // LRU_REFRESH after it, so the walk stops at the first flow queued too late.
+            let mut t = self.tails[c];
+            while t != NIL {
+                let f = &self.flows[t as usize];
+                if f.queued.saturating_add(timeout) > now {
                     break;
                 }
-                let reason = if c == Class::TcpClosed as usize {
-                    EndReason::Closed
-                } else {
-                    EndReason::IdleTimeout
-                };
-                self.end(t, reason, out);
+                if f.last_ts.saturating_add(timeout) <= now {
+                    self.due.push(Due {
+                        last_ts: f.last_ts,
+                        uid: flow_uid(f.first_ts, &f.key),
+                        slot: t,
+                        reason: reason as u8,
+                    });
+                }
+                t = f.prev;
             }
         }
-        sort_ends(&mut out[start..]);
+        self.due.sort_unstable_by(|a, b| b.cmp(a));
+        self.due.len()
     }
 
-    /// Ends every flow (end of input or shutdown), in (last packet time, uid) order.
-    pub fn drain(&mut self, out: &mut Vec<FlowEvent>) {
-        let start = out.len();
+    /// Queues every live flow to be ended (end of input or shutdown).
+    pub fn drain_begin(&mut self) -> usize {
+        self.due.clear();
         for c in 0..CLASSES {
-            while self.tails[c] != NIL {
-                let t = self.tails[c];
-                self.end(t, EndReason::Shutdown, out);
+            let mut t = self.tails[c];
+            while t != NIL {
+                let f = &self.flows[t as usize];
+                self.due.push(Due {
+                    last_ts: f.last_ts,
+                    uid: flow_uid(f.first_ts, &f.key),
+                    slot: t,
+                    reason: EndReason::Shutdown as u8,
+                });
+                t = f.prev;
             }
         }
-        sort_ends(&mut out[start..]);
+        self.due.sort_unstable_by(|a, b| b.cmp(a));
+        self.due.len()
     }
-}
 
-/// Orders a batch of end-of-flow events by (last packet time, uid), keeping each flow's
-/// final message just before its end.
-fn sort_ends(evs: &mut [FlowEvent]) {
-    let key = |e: &FlowEvent| match e {
-        FlowEvent::Ended(r, _) => (r.last_ts, r.uid, 1u8),
-        FlowEvent::OrigMessage { flow, .. } => (flow.last_ts, flow.uid, 0u8),
-        FlowEvent::Started(r) => (r.last_ts, r.uid, 0u8),
-    };
-    evs.sort_by_key(key);
+    /// Ends up to `max` queued flows, in (last packet time, uid) order, each flow's final
+    /// message just before its end. Returns whether more remain.
+    pub fn end_due(&mut self, max: usize, out: &mut Vec<FlowEvent>) -> bool {
+        for _ in 0..max {
+            let Some(d) = self.due.pop() else {
+                return false;
+            };
+            let reason = match d.reason {
+                0 => EndReason::Closed,
+                1 => EndReason::IdleTimeout,
+                2 => EndReason::Evicted,
+                _ => EndReason::Shutdown,
+            };
+            self.end(d.slot, reason, out);
+        }
+        !self.due.is_empty()
+    }
+
+    /// Ends every flow idle past its timeout at `now` (all at once; tests and small
+    /// tables).
+    pub fn expire(&mut self, now: Ts, out: &mut Vec<FlowEvent>) {
+        self.expire_begin(now);
+        self.end_due(usize::MAX, out);
+    }
+
+    /// Ends every flow (all at once).
+    pub fn drain(&mut self, out: &mut Vec<FlowEvent>) {
+        self.drain_begin();
+        self.end_due(usize::MAX, out);
+    }
 }
 
 /// TCP bookkeeping for one packet from side `d`; returns the new payload bytes it

@@ -181,10 +181,13 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     let mut recycle_rxs: Vec<Receiver<InBatch>> = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
     let mut out_rxs = Vec::with_capacity(n);
+    let mut out_recycle_txs = Vec::with_capacity(n);
     for id in 0..n {
         let (tx, rx) = bounded::<InBatch>(cfg.pipeline.queue_batches);
         let (rtx, rrx) = unbounded::<InBatch>();
         let (otx, orx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
+        let (ortx, orrx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
+        out_recycle_txs.push(ortx);
         in_txs.push(tx);
         recycle_rxs.push(rrx);
         out_rxs.push(orx);
@@ -198,7 +201,7 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
         handles.push(
             std::thread::Builder::new()
                 .name(format!("portent-worker-{id}"))
-                .spawn(move || w.run(rx, rtx, otx))
+                .spawn(move || w.run(rx, rtx, otx, orrx))
                 .expect("spawning a worker thread"),
         );
     }
@@ -206,7 +209,7 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     let writer_handle = std::thread::Builder::new()
         .name("portent-writer".into())
         .spawn(move || {
-            let r = writer.run(out_rxs, &reopen);
+            let r = writer.run(out_rxs, out_recycle_txs, &reopen);
             (writer, r)
         })
         .expect("spawning the writer thread");

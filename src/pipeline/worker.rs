@@ -18,6 +18,9 @@ use crate::flow::{FlowEvent, FlowKey};
 use crate::output;
 use crate::time::Ts;
 
+/// Flows ended per output batch during a sweep.
+const SWEEP_CHUNK: usize = 2048;
+
 /// TCP DNS streams tracked at once per worker (each holds up to one 64 KiB message).
 const MAX_DNS_TCP_STREAMS: usize = 4096;
 
@@ -70,15 +73,44 @@ impl Worker {
         rx: Receiver<InBatch>,
         recycle: Sender<InBatch>,
         out: Sender<OutBatch>,
+        out_recycle: Receiver<OutBatch>,
     ) -> WorkerStats {
+        let mut done_through = 0;
+        let fresh = |r: &Receiver<OutBatch>| r.try_recv().unwrap_or_default();
         while let Ok(mut b) = rx.recv() {
-            let mut ob = OutBatch::default();
+            let mut ob = fresh(&out_recycle);
             for bp in &b.pkts {
                 let payload = &b.arena[bp.pay_off as usize..(bp.pay_off + bp.pay_len) as usize];
                 self.packet(&bp.pkt, payload, bp.seq, &mut ob);
             }
-            self.sweep(b.clock, b.seq_end, b.finish, &mut ob);
-            ob.done_through = b.seq_end;
+            // Expiry in chunks: a mass timeout (or the final drain) never holds every
+            // flow's events or rendered lines at once.
+            let mut due = if b.finish {
+                self.shard.drain_begin()
+            } else {
+                self.shard.expire_begin(b.clock)
+            };
+            let mut sub = 0u32;
+            loop {
+                self.events.clear();
+                let more = due > 0 && self.shard.end_due(SWEEP_CHUNK, &mut self.events);
+                due = due.saturating_sub(SWEEP_CHUNK);
+                self.sweep_events(b.seq_end, &mut sub, &mut ob);
+                if !more {
+                    break;
+                }
+                ob.done_through = done_through;
+                let next = fresh(&out_recycle);
+                if out.send(std::mem::replace(&mut ob, next)).is_err() {
+                    return self.finish_stats();
+                }
+            }
+            self.tick(b.clock, b.seq_end, &mut sub, &mut ob);
+            if b.finish {
+                self.engine.on_finish();
+            }
+            done_through = b.seq_end;
+            ob.done_through = done_through;
             let finish = b.finish;
             if out.send(ob).is_err() {
                 break;
@@ -90,8 +122,12 @@ impl Worker {
                 break;
             }
         }
+        self.finish_stats()
+    }
+
+    fn finish_stats(&mut self) -> WorkerStats {
         self.stats.flow = self.shard.stats;
-        self.stats
+        std::mem::take(&mut self.stats)
     }
 
     fn packet(&mut self, p: &Packet, payload: &[u8], seq: u64, ob: &mut OutBatch) {
@@ -211,14 +247,8 @@ impl Worker {
         }
     }
 
-    fn sweep(&mut self, clock: Ts, seq_end: u64, finish: bool, ob: &mut OutBatch) {
-        self.events.clear();
-        if finish {
-            self.shard.drain(&mut self.events);
-        } else {
-            self.shard.expire(clock, &mut self.events);
-        }
-        let mut sub = 0u32;
+    /// Renders the flow ends (and what analytics make of them) in `self.events`.
+    fn sweep_events(&mut self, seq_end: u64, sub: &mut u32, ob: &mut OutBatch) {
         for i in 0..self.events.len() {
             let ev = self.events[i];
             self.engine.on_flow(&ev, &mut self.alerts);
@@ -226,16 +256,19 @@ impl Worker {
                 FlowEvent::Ended(r, _) | FlowEvent::Started(r) => (r.last_ts.0, r.uid),
                 FlowEvent::OrigMessage { flow, .. } => (flow.last_ts.0, flow.uid),
             };
-            if let FlowEvent::Ended(r, why) = ev {
-                self.stats.flows += 1;
-                sub += 1;
-                let k = OrderKey {
+            let mut key = || {
+                *sub += 1;
+                OrderKey {
                     seq: seq_end,
                     phase: 1,
                     t,
                     tb,
-                    sub,
-                };
+                    sub: *sub,
+                }
+            };
+            if let FlowEvent::Ended(r, why) = ev {
+                self.stats.flows += 1;
+                let k = key();
                 ob.push(k, Stream::Flows, |buf| {
                     output::render_flow(buf, &r, why, self.has_home_net)
                 });
@@ -243,45 +276,32 @@ impl Worker {
             }
             for a in std::mem::take(&mut self.answers) {
                 self.stats.dns_answers += 1;
-                sub += 1;
-                let k = OrderKey {
-                    seq: seq_end,
-                    phase: 1,
-                    t,
-                    tb,
-                    sub,
-                };
+                let k = key();
                 ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
                 self.engine.on_dns(&a, &mut self.alerts);
             }
             for a in self.alerts.drain(..) {
                 self.stats.alerts += 1;
-                sub += 1;
-                let k = OrderKey {
-                    seq: seq_end,
-                    phase: 1,
-                    t,
-                    tb,
-                    sub,
-                };
+                let k = key();
                 ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
             }
         }
+    }
+
+    /// Packet time advanced: analytics that work on time (cadence) report here.
+    fn tick(&mut self, clock: Ts, seq_end: u64, sub: &mut u32, ob: &mut OutBatch) {
         self.engine.on_tick(clock, &mut self.alerts);
         for a in self.alerts.drain(..) {
             self.stats.alerts += 1;
-            sub += 1;
+            *sub += 1;
             let k = OrderKey {
                 seq: seq_end,
                 phase: 2,
                 t: a.ts.0,
                 tb: alert_tiebreak(&a),
-                sub,
+                sub: *sub,
             };
             ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
-        }
-        if finish {
-            self.engine.on_finish();
         }
     }
 }

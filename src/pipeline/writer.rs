@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::{Outputs, PipelineError};
 use crate::output::sink::Sink;
@@ -53,6 +53,13 @@ pub(crate) struct OutBatch {
 }
 
 impl OutBatch {
+    /// Empties the batch, keeping its buffers for reuse.
+    pub fn clear(&mut self) {
+        self.recs.clear();
+        self.buf.clear();
+        self.done_through = 0;
+    }
+
     /// Renders a record into the batch buffer.
     pub fn push(&mut self, key: OrderKey, stream: Stream, render: impl FnOnce(&mut Vec<u8>)) {
         let start = self.buf.len() as u32;
@@ -145,6 +152,7 @@ impl Writer {
     pub fn run(
         &mut self,
         rxs: Vec<Receiver<OutBatch>>,
+        recycle: Vec<Sender<OutBatch>>,
         reopen: &AtomicBool,
     ) -> Result<(), PipelineError> {
         let mut lanes: Vec<Lane> = rxs
@@ -195,7 +203,10 @@ impl Writer {
             }
             lane.next += 1;
             if lane.next >= lane.queue[0].recs.len() {
-                lane.queue.pop_front();
+                if let Some(mut b) = lane.queue.pop_front() {
+                    b.clear();
+                    let _ = recycle[i].try_send(b);
+                }
                 lane.next = 0;
             }
         }
