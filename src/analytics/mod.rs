@@ -8,6 +8,7 @@
 //! applies the contract's deduplication window.
 
 pub mod alert;
+pub mod dnscalc;
 pub mod engine;
 
 pub use alert::{Alert, AlertCadence, AlertDns, Analytic};

@@ -1,0 +1,3 @@
+//! T1568.003 DNS calculation.
+pub mod derivation;
+pub mod expr;
