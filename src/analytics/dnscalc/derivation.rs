@@ -106,7 +106,7 @@ pub static BUILTIN: &[(&str, Family, CalcFn)] = &[
 #[derive(Clone, Debug)]
 enum Calc {
     Builtin(CalcFn),
-    Expr(Expr),
+    Expr(Box<Expr>),
 }
 
 /// One named way to compute a port from an answer address.
@@ -133,7 +133,7 @@ impl Derivation {
         Ok(Derivation {
             name: Cow::Owned(src.split_whitespace().collect()),
             family: e.family(),
-            calc: Calc::Expr(e),
+            calc: Calc::Expr(Box::new(e)),
         })
     }
 
