@@ -87,13 +87,18 @@ impl<K: Copy + PartialEq> TopN<K> {
         };
         if self.entries.len() < cap {
             self.entries.push(fresh);
-        } else if let Some(weakest) = self.entries.iter_mut().min_by(|a, b| {
-            a.count_at(now, half_life)
-                .total_cmp(&b.count_at(now, half_life))
-        }) {
-            // A newcomer only displaces an entry that has decayed below one use.
-            if weakest.count_at(now, half_life) < 1.0 {
-                *weakest = fresh;
+        } else {
+            // One decay per entry. A newcomer displaces the weakest one-off (a port used
+            // once): habits stay, and one-offs keep rotating through.
+            let mut weakest: Option<(usize, f32)> = None;
+            for (i, e) in self.entries.iter().enumerate() {
+                let c = e.count_at(now, half_life);
+                if c < 2.0 && weakest.is_none_or(|(_, w)| c < w) {
+                    weakest = Some((i, c));
+                }
+            }
+            if let Some((i, _)) = weakest {
+                self.entries[i] = fresh;
             }
         }
         true

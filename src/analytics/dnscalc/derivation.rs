@@ -247,6 +247,59 @@ impl AddrTransform {
         }
     }
 
+    /// The transform turning `from` into `to`, if any: O(1), the check on the hot path
+    /// (shuffles need the same octets, neighbours a small distance).
+    pub fn between(from: IpAddr, to: IpAddr) -> Option<AddrTransform> {
+        use AddrTransform::*;
+        match (canonical(from), canonical(to)) {
+            (IpAddr::V4(f), IpAddr::V4(t)) => {
+                let (fo, to_) = (f.octets(), t.octets());
+                let (mut a, mut b) = (fo, to_);
+                a.sort_unstable();
+                b.sort_unstable();
+                if a == b {
+                    let shuffles = [
+                        Reversed,
+                        SwappedPairs,
+                        SwappedHalves,
+                        RotatedLeft,
+                        RotatedRight,
+                    ];
+                    if let Some(x) = shuffles.into_iter().find(|x| x.apply(from) == Some(to)) {
+                        return Some(x);
+                    }
+                }
+                let d = i64::from(u32::from(t)) - i64::from(u32::from(f));
+                if d != 0 && d.abs() <= 3 {
+                    return Some(Offset(d as i8));
+                }
+                let differ = (0..4).filter(|&k| fo[k] != to_[k]).count();
+                match differ {
+                    1 => {
+                        let k = (0..3).find(|&k| fo[k] != to_[k])?;
+                        match i16::from(to_[k]) - i16::from(fo[k]) {
+                            1 => Some(OctetPlus1(k as u8)),
+                            -1 => Some(OctetMinus1(k as u8)),
+                            _ => None,
+                        }
+                    }
+                    4 if to_ == fo.map(|x| x.wrapping_add(1)) => Some(AllOctetsPlus1),
+                    4 if to_ == fo.map(|x| x.wrapping_sub(1)) => Some(AllOctetsMinus1),
+                    _ => None,
+                }
+            }
+            (IpAddr::V6(f), IpAddr::V6(t)) => {
+                let (fa, tb) = (u128::from(f), u128::from(t));
+                if fa != tb && fa.rotate_left(64) == tb {
+                    return Some(SwappedHalves);
+                }
+                let d = tb.wrapping_sub(fa) as i128;
+                (d != 0 && d.unsigned_abs() <= 3).then_some(Offset(d as i8))
+            }
+            _ => None,
+        }
+    }
+
     pub fn apply(self, ip: IpAddr) -> Option<IpAddr> {
         match canonical(ip) {
             IpAddr::V4(a) => {
@@ -416,5 +469,31 @@ mod tests {
             "2001:db8::3"
         );
         assert_eq!(AddrTransform::Reversed.apply(v6), None);
+    }
+
+    #[test]
+    fn between_agrees_with_apply() {
+        let mut x: u32 = 0x1234_5678;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let a = IpAddr::V4(Ipv4Addr::from(x));
+            for t in AddrTransform::V4 {
+                if let Some(b) = t.apply(a) {
+                    let found = AddrTransform::between(a, b).unwrap();
+                    assert_eq!(found.apply(a), Some(b));
+                }
+            }
+            let b = IpAddr::V4(Ipv4Addr::from(x.rotate_left(7) ^ 0x5555));
+            if let Some(t) = AddrTransform::between(a, b) {
+                assert_eq!(t.apply(a), Some(b));
+            }
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            AddrTransform::between(v6, "2001:db8::4".parse().unwrap()),
+            Some(AddrTransform::Offset(3))
+        );
     }
 }

@@ -268,6 +268,7 @@ fn check_calculated(
     let port = f.resp_port;
     let (mut answered, mut m_dst, mut in_window) = (false, 0usize, 0usize);
     let mut best: Option<Hit> = None;
+    let mut dst_deriv: Option<Option<usize>> = None;
     let from = now.saturating_sub(cfg.window);
     for (i, r) in st.answers.iter().enumerate().rev() {
         if r.ts > now {
@@ -297,30 +298,28 @@ fn check_calculated(
             if !cfg.address_transforms || best.is_some_and(|b| b.rank() >= 3) {
                 continue;
             }
-            let ts: &[AddrTransform] = if ca.is_ipv4() {
-                &AddrTransform::V4
-            } else {
-                &AddrTransform::V6
+            let Some(t) = AddrTransform::between(ca, dst) else {
+                continue;
             };
-            for &t in ts {
-                if t.apply(ca) != Some(dst) {
-                    continue;
-                }
-                let d = DnsCalc::derive_port(&cfg.derivations, dst, port)
-                    .or_else(|| DnsCalc::derive_port(&cfg.derivations, ca, port));
-                let kind = match d {
-                    Some(_) => HitKind::AddrPort(t),
-                    None => HitKind::AddrOnly(t),
-                };
-                let hit = Hit {
-                    answer: i,
-                    addr: a,
-                    deriv: d,
-                    kind,
-                };
-                if best.is_none_or(|b| b.rank() < hit.rank()) {
-                    best = Some(hit);
-                }
+            let ceiling = if t.is_neighbour() { 2 } else { 3 };
+            if best.is_some_and(|b| b.rank() >= ceiling) {
+                continue;
+            }
+            let from_dst =
+                *dst_deriv.get_or_insert_with(|| DnsCalc::derive_port(&cfg.derivations, dst, port));
+            let d = from_dst.or_else(|| DnsCalc::derive_port(&cfg.derivations, ca, port));
+            let kind = match d {
+                Some(_) => HitKind::AddrPort(t),
+                None => HitKind::AddrOnly(t),
+            };
+            let hit = Hit {
+                answer: i,
+                addr: a,
+                deriv: d,
+                kind,
+            };
+            if best.is_none_or(|b| b.rank() < hit.rank()) {
+                best = Some(hit);
             }
         }
     }
