@@ -8,12 +8,39 @@
 //! applies the contract's deduplication window.
 
 pub mod alert;
+pub mod dnscalc;
 pub mod engine;
 
 pub use alert::{Alert, AlertCadence, AlertDns, Analytic};
 pub use engine::{Context, Detector, Engine};
 
-/// The detectors every worker runs, built fresh per worker from the configuration.
+/// The detectors every worker runs, built fresh per worker from the configuration,
+/// without persisted baselines.
 pub fn default_detectors() -> crate::pipeline::DetectorFactory {
-    std::sync::Arc::new(|_cfg: &crate::config::Config| Vec::<Box<dyn Detector>>::new())
+    detectors_with_state(None)
+}
+
+/// As [`default_detectors`], with baselines loaded from and saved to `state`
+/// (`portent replay --state DIR`: `baseline::Store::open(DIR)`, shared by all workers).
+pub fn detectors_with_state(
+    state: Option<std::sync::Arc<crate::baseline::Store>>,
+) -> crate::pipeline::DetectorFactory {
+    std::sync::Arc::new(move |cfg: &crate::config::Config| {
+        let mut v: Vec<Box<dyn Detector>> = Vec::new();
+        // main validates first (validate_config); a bad section here falls back to the
+        // defaults rather than silently running without the detection.
+        let c = dnscalc::DnsCalcConfig::from_config(cfg).unwrap_or_else(|e| {
+            eprintln!("portent: {e}; using defaults for analytics.dnscalc");
+            dnscalc::DnsCalcConfig::default()
+        });
+        if c.calculated_port || c.unusual_response {
+            v.push(Box::new(dnscalc::DnsCalc::new(c, state.clone())));
+        }
+        v
+    })
+}
+
+/// Checks the analytics sections of the configuration (call before building workers).
+pub fn validate_config(cfg: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    dnscalc::DnsCalcConfig::from_config(cfg).map(|_| ())
 }
