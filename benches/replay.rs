@@ -29,7 +29,12 @@ fn bench_pcap() -> PathBuf {
         let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/gen_mix_pcap.py");
         let st = Command::new("python3")
             .arg(gen)
-            .args(["--packets", &PACKETS.to_string(), "--seed", &SEED.to_string()])
+            .args([
+                "--packets",
+                &PACKETS.to_string(),
+                "--seed",
+                &SEED.to_string(),
+            ])
             .arg("--out")
             .arg(&path)
             .status()

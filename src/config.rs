@@ -137,7 +137,10 @@ pub struct FlowConfig {
     pub tcp_established_timeout: Dur,
     /// After FIN from both sides or a RST: time left for stray ACKs and retransmissions.
     pub tcp_closed_timeout: Dur,
+    /// UDP seen one way only.
     pub udp_timeout: Dur,
+    /// UDP with replies.
+    pub udp_established_timeout: Dur,
     pub other_timeout: Dur,
     /// An idle gap this long ends an outbound "message" inside a long connection.
     pub message_gap: Dur,
@@ -147,11 +150,13 @@ impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
             max_flows: 1_000_000,
+            // Suricata's defaults, so flow records line up with its EVE flows.
             tcp_unestablished_timeout: Dur::from_secs(60),
             tcp_established_timeout: Dur::from_secs(600),
-            tcp_closed_timeout: Dur::from_secs(10),
-            udp_timeout: Dur::from_secs(60),
-            other_timeout: Dur::from_secs(60),
+            tcp_closed_timeout: Dur::from_secs(60),
+            udp_timeout: Dur::from_secs(30),
+            udp_established_timeout: Dur::from_secs(300),
+            other_timeout: Dur::from_secs(30),
             message_gap: Dur::from_millis(1_000),
         }
     }
@@ -173,7 +178,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             workers: 1,
-            batch_packets: 1024,
+            batch_packets: 4096,
             queue_batches: 8,
         }
     }
@@ -278,6 +283,7 @@ struct RawFlow {
     tcp_established_timeout_s: Option<f64>,
     tcp_closed_timeout_s: Option<f64>,
     udp_timeout_s: Option<f64>,
+    udp_established_timeout_s: Option<f64>,
     other_timeout_s: Option<f64>,
     message_gap_s: Option<f64>,
 }

@@ -30,6 +30,8 @@ enum Command {
     Simulate(portent::simulate::SimulateArgs),
     /// Score alerts against a simulation's ground truth.
     Score(portent::simulate::ScoreArgs),
+    /// Show or reset the learned baselines in a state directory.
+    Baseline(portent::baseline::cli::BaselineArgs),
 }
 
 #[derive(Args)]
@@ -55,6 +57,9 @@ struct ReplayArgs {
     /// EDR feed (canonical JSON, osquery, Sysmon for Linux, ESXi logs); repeatable.
     #[arg(long)]
     edr: Vec<PathBuf>,
+    /// State directory: baselines are loaded from it and saved back (persist across runs).
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// Worker threads (overrides the config).
     #[arg(long)]
     workers: Option<usize>,
@@ -136,7 +141,12 @@ fn load_edr(
         }
         if !quiet {
             let events: u64 = stats.events.values().sum();
-            eprintln!("portent: {}: {} EDR events from {} lines", p.display(), events, stats.lines);
+            eprintln!(
+                "portent: {}: {} EDR events from {} lines",
+                p.display(),
+                events,
+                stats.lines
+            );
         }
     }
     Ok(Some(Arc::new(index)))
@@ -150,6 +160,13 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
         }
         config.pipeline.workers = w;
     }
+    portent::analytics::validate_config(&config).map_err(|e| e.to_string())?;
+    let state = match &a.state {
+        Some(dir) => Some(Arc::new(
+            portent::baseline::Store::open(dir).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
     let attributor = load_edr(&a.edr, a.quiet)?;
     let mut source = FileSource::open(&a.pcaps).map_err(|e| e.to_string())?;
     let (stop, reopen) = install_signals();
@@ -161,7 +178,7 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
             dns: a.dns,
         },
         attributor,
-        detectors: portent::analytics::default_detectors(),
+        detectors: portent::analytics::detectors_with_state(state),
         stop,
         reopen,
         progress: !a.quiet && std::io::stderr().is_terminal(),
@@ -204,6 +221,13 @@ fn main() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("portent simulate: {e}");
+                2
+            }
+        },
+        Command::Baseline(a) => match portent::baseline::cli::run_baseline(&a) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("portent baseline: {e}");
                 2
             }
         },

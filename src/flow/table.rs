@@ -35,8 +35,10 @@ enum Class {
     TcpClosed = 2,
     Udp = 3,
     Other = 4,
+    /// UDP with traffic both ways.
+    UdpEstablished = 5,
 }
-const CLASSES: usize = 5;
+const CLASSES: usize = 6;
 
 /// TCP endpoint states, as Zeek names them.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -197,6 +199,7 @@ impl FlowShard {
                 cfg.tcp_closed_timeout,
                 cfg.udp_timeout,
                 cfg.other_timeout,
+                cfg.udp_established_timeout,
             ],
             message_gap: cfg.message_gap,
             cap: cap.max(1),
@@ -265,7 +268,24 @@ impl FlowShard {
     pub fn process(&mut self, p: &Packet, out: &mut Vec<FlowEvent>) {
         let (key, from_lo) = FlowKey::from_packet(p.src, p.sport, p.dst, p.dport, p.proto);
         let hash = hash_key(&self.hasher, &key);
-        match self.find(&key, hash) {
+        let mut found = self.find(&key, hash);
+        if let Some(i) = found {
+            // Timed out before this packet, whether or not a sweep has run since: the
+            // packet starts a new connection (as Zeek does), so where flows split does
+            // not depend on batch sizes.
+            let f = &self.flows[i as usize];
+            let c = f.class as usize;
+            if f.last_ts.saturating_add(self.timeouts[c]) <= p.ts {
+                let reason = if c == Class::TcpClosed as usize {
+                    EndReason::Closed
+                } else {
+                    EndReason::IdleTimeout
+                };
+                self.end(i, reason, out);
+                found = None;
+            }
+        }
+        match found {
             Some(i) => self.update(i, p, from_lo, out),
             None => {
                 if self.live() >= self.cap {
@@ -444,6 +464,7 @@ impl FlowShard {
                     Class::TcpUnestablished
                 }
             }
+            PROTO_UDP if f.sides[0].active && f.sides[1].active => Class::UdpEstablished,
             PROTO_UDP => Class::Udp,
             _ => Class::Other,
         }
@@ -1059,7 +1080,7 @@ mod tests {
         assert_eq!(s.stats.evicted, 1);
         assert_eq!(s.live(), 2);
         ev.clear();
-        s.expire(Ts::from_secs(61), &mut ev);
+        s.expire(Ts::from_secs(31), &mut ev);
         assert_eq!(s.live(), 1);
         let ended: Vec<_> = ev
             .iter()

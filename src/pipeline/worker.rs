@@ -205,7 +205,7 @@ impl Worker {
             let s = self
                 .dns_tcp
                 .entry((fk, from_lo))
-                .or_insert_with(DnsTcpStream::new);
+                .or_default();
             if p.tcp_flags & tcp_flags::SYN != 0 {
                 s.syn(p.tcp_seq);
             } else {
@@ -240,10 +240,12 @@ impl Worker {
             let kind = dns::dns_kind(sport, dport).unwrap_or(dns::DnsKind::Dns);
             let stats = &mut self.stats;
             let answers = &mut self.answers;
-            s.flush(&mut |msg: &[u8]| match dns::parse_response(&ep, kind, msg) {
-                Ok(a) => answers.push(a),
-                Err(e) => *stats.dns_errors.entry(e.kind()).or_default() += 1,
-            });
+            s.flush(
+                &mut |msg: &[u8]| match dns::parse_response(&ep, kind, msg) {
+                    Ok(a) => answers.push(a),
+                    Err(e) => *stats.dns_errors.entry(e.kind()).or_default() += 1,
+                },
+            );
         }
     }
 

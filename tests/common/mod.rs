@@ -59,8 +59,8 @@ pub fn replay(files: &[PathBuf], extra: &[&str]) -> Replay {
         "portent replay {files:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stats = serde_json::from_str(&std::fs::read_to_string(d.join("stats.json")).unwrap())
-        .unwrap();
+    let stats =
+        serde_json::from_str(&std::fs::read_to_string(d.join("stats.json")).unwrap()).unwrap();
     let (flows_raw, flows) = read_jsonl(&d.join("flows.jsonl"));
     let (dns_raw, dns) = read_jsonl(&d.join("dns.jsonl"));
     let (alerts_raw, alerts) = read_jsonl(&d.join("alerts.jsonl"));
