@@ -1,5 +1,10 @@
 //! `portent simulate` (labelled traffic, EDR feed and ground truth) and `portent score`.
 
+pub mod dns_msg;
+pub mod pcap_writer;
+pub mod render;
+pub mod rng;
+
 /// Arguments of `portent simulate`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
