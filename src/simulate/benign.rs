@@ -21,6 +21,7 @@ pub enum Proto {
     Mqtt,
     Wireguard,
     NatT,
+    OpenVpn,
     Stun,
     Ssh,
     FtpData,
@@ -127,6 +128,8 @@ fn wireguard(kind: u8, rng: &mut Rng, data: u32) -> Vec<u8> {
 
 /// One message of `proto`; `turn` counts the connection's exchanges.
 fn msg(proto: Proto, client: bool, turn: usize, n: u32, rng: &mut Rng, peer: Ipv4Addr) -> Msg {
+    // Datagram protocols: one message per datagram, below the path MTU.
+    let n = if matches!(proto, Proto::OpenVpn | Proto::Wireguard | Proto::NatT) { n.min(1300) } else { n };
     match proto {
         Proto::Tls | Proto::Opaque | Proto::FtpData => Msg::Sized(n.max(6)),
         Proto::Ntp => Msg::Bytes(ntp(client, rng)),
@@ -152,6 +155,13 @@ fn msg(proto: Proto, client: bool, turn: usize, n: u32, rng: &mut Rng, peer: Ipv
             b[4..8].copy_from_slice(&(turn as u32 + 1).to_be_bytes());
             b
         }),
+        Proto::OpenVpn => {
+            // P_DATA_V2 (opcode 9, key 0) with a 24-bit peer id, then ciphertext.
+            let mut b = vec![0u8; n.max(24) as usize];
+            rng.fill(&mut b[4..]);
+            b[0..4].copy_from_slice(&[0x48, 0x00, 0x00, 0x01]);
+            Msg::Bytes(b)
+        }
         Proto::Ssh => {
             if turn == 0 {
                 Msg::Bytes(if client {
@@ -166,11 +176,12 @@ fn msg(proto: Proto, client: bool, turn: usize, n: u32, rng: &mut Rng, peer: Ipv
     }
 }
 
-fn style(proto: Proto) -> Style {
-    if proto == Proto::Tls {
-        Style::Tls
-    } else {
-        Style::Opaque
+fn style(proto: Proto, port: u16) -> Style {
+    match (proto, port) {
+        (Proto::Tls, _) => Style::Tls,
+        (_, 80 | 8080) => Style::Http,
+        (_, 9418) => Style::PktLine,
+        _ => Style::Opaque,
     }
 }
 
@@ -436,7 +447,7 @@ pub fn plan(world: &mut World, rng: &mut Rng, acts: &mut Vec<Activity>, eps: &mu
                     p.add(h, "firefox", "/usr/lib/firefox/firefox", &user, "systemd", None, Kind::Browser { sites, mean_gap: gap });
                     if r(&mut p, 0.4) {
                         p.add(h, "openvpn", "/usr/sbin/openvpn", "root", "systemd", None,
-                            Kind::Keepalive { name: wg, port: 1194, udp: true, proto: Proto::Opaque, interval: 10.0, ka: (41, 41), chat: 0.3 });
+                            Kind::Keepalive { name: wg, port: 1194, udp: true, proto: Proto::OpenVpn, interval: 10.0, ka: (41, 41), chat: 0.3 });
                     } else {
                         p.add(h, "charon", "/usr/lib/ipsec/charon", "root", "systemd", None,
                             Kind::Keepalive { name: ipsec, port: 4500, udp: true, proto: Proto::NatT, interval: 20.0, ka: (1, 1), chat: 0.3 });
@@ -488,7 +499,7 @@ fn params(world: &World, name: u32, c: &mut ConnStep, rng: &mut Rng) {
     c.rate = rng.log_uniform(1e6, 40e6);
     let total: u64 = c.ex.iter().map(|e| e.up.len() as u64 + e.down.len() as u64).sum();
     // Bulk transfers are captured with a snap length; the IP length stays true.
-    if total > 200_000 {
+    if total > 200_000 && !matches!(c.style, Style::Http | Style::PktLine) {
         c.snap = 96;
     }
 }
@@ -528,7 +539,7 @@ pub fn build_steps(world: &World, act: &Activity, start: Ts, rng: &mut Rng, cach
                             Exchange::new(gap, Msg::Sized(size(rng, (300, 1800))), Msg::Sized(size(rng, (400, 400_000))))
                         })
                         .collect();
-                    let mut c = ConnStep::new(at, dst, port, true, if port == 443 { Style::Tls } else { Style::Opaque }, ex);
+                    let mut c = ConnStep::new(at, dst, port, true, if port == 443 { Style::Tls } else { Style::Http }, ex);
                     c.close = if rng.chance(0.1) { Close::Rst } else if rng.chance(0.5) { Close::ServerFin } else { Close::Fin };
                     params(world, name, &mut c, rng);
                     steps.push(Step::Conn(c));
@@ -542,7 +553,7 @@ pub fn build_steps(world: &World, act: &Activity, start: Ts, rng: &mut Rng, cach
             let dst = addrs[0];
             let at = Ts(ready.0 + rng.range(500_000, 20_000_000) as i64);
             let ex = vec![Exchange::new(Dur::ZERO, msg(*proto, true, 1, size(rng, *up), rng, v4(dst)), msg(*proto, false, 1, size(rng, *down), rng, v4(dst)))];
-            let mut c = ConnStep::new(at, dst, *port, !udp, style(*proto), ex);
+            let mut c = ConnStep::new(at, dst, *port, !udp, style(*proto, *port), ex);
             if *proto == Proto::Ntp && rng.chance(0.5) {
                 c.sport = Some(123);
             }
@@ -570,7 +581,7 @@ pub fn build_steps(world: &World, act: &Activity, start: Ts, rng: &mut Rng, cach
                 ex.push(e);
                 turn += 1;
             }
-            let mut c = ConnStep::new(Ts(ready.0 + 2_000_000), dst, *port, !udp, style(*proto), ex);
+            let mut c = ConnStep::new(Ts(ready.0 + 2_000_000), dst, *port, !udp, style(*proto, *port), ex);
             c.close = Close::Open;
             if *proto == Proto::Wireguard || *proto == Proto::NatT {
                 c.sport = Some(*port);
@@ -593,7 +604,7 @@ pub fn build_steps(world: &World, act: &Activity, start: Ts, rng: &mut Rng, cach
                     Exchange::new(gap, msg(proto, true, i as usize, size(rng, *up), rng, peer), msg(proto, false, i as usize, size(rng, *down), rng, peer))
                 })
                 .collect();
-            let mut c = ConnStep::new(Ts(ready.0 + rng.range(1_000_000, 80_000_000) as i64), dst, port, !udp, style(proto), ex);
+            let mut c = ConnStep::new(Ts(ready.0 + rng.range(1_000_000, 80_000_000) as i64), dst, port, !udp, style(proto, port), ex);
             params(world, name, &mut c, rng);
             steps.push(Step::Conn(c));
         }

@@ -23,6 +23,10 @@ pub enum Style {
     Opaque,
     /// TLS application-data records.
     Tls,
+    /// HTTP/1.1: a request line and headers, or a status line and a sized body.
+    Http,
+    /// git pkt-lines, one per segment (git://, port 9418).
+    PktLine,
 }
 
 /// One flow of an episode: addressing and how to draw its payload.
@@ -179,7 +183,11 @@ fn tcp_send(
     let mut nseg = 0u32;
     let rtt = p.rtt.0;
     while off < total {
-        let len = (total - off).min(p.mss);
+        let mut len = (total - off).min(p.mss);
+        // No runt tail segment: protocols framed per segment need a few bytes.
+        if (1..6).contains(&(total - off - len)) {
+            len = total - off - 6;
+        }
         let last = off + len == total;
         let content = match blob {
             Some(idx) => Content::Blob { idx, off },
@@ -501,6 +509,15 @@ impl FrameBuilder {
                     need -= n;
                     at = 0;
                 }
+                if flow.style == Style::Http && off == 0 {
+                    let head = http_head(p.from_client, total);
+                    let n = head.len().min(self.payload.len());
+                    self.payload[..n].copy_from_slice(&head[..n]);
+                }
+                if flow.style == Style::PktLine && p.len >= 4 {
+                    let h = format!("{:04x}", p.len);
+                    self.payload[..4].copy_from_slice(h.as_bytes());
+                }
                 if flow.style == Style::Tls && total > 5 {
                     let (lo, hi) = (off, off + p.len);
                     let payload = &mut self.payload;
@@ -585,6 +602,26 @@ impl FrameBuilder {
         };
         (cap, wire)
     }
+}
+
+/// The start of an HTTP message of exactly `total` bytes (the rest is body or padding).
+fn http_head(request: bool, total: u32) -> Vec<u8> {
+    if request && total < 300 {
+        let base = "GET /pkg/ HTTP/1.1\r\nHost: mirror\r\nAccept: */*\r\nX-Req: \r\n\r\n".len() as u32;
+        let pad = total.saturating_sub(base) as usize;
+        let mut h = format!("GET /pkg/ HTTP/1.1\r\nHost: mirror\r\nAccept: */*\r\nX-Req: {}\r\n\r\n", "a".repeat(pad)).into_bytes();
+        h.truncate(total as usize);
+        return h;
+    }
+    let start = if request { "POST /upload HTTP/1.1\r\nHost: mirror\r\n" } else { "HTTP/1.1 200 OK\r\n" };
+    let base = (start.len() + "Content-Length: \r\n\r\n".len()) as u32;
+    for digits in 1..=10u32 {
+        let body = total.saturating_sub(base + digits);
+        if body.to_string().len() as u32 == digits {
+            return format!("{start}Content-Length: {body}\r\n\r\n").into_bytes();
+        }
+    }
+    Vec::new()
 }
 
 fn v6(a: IpAddr) -> [u8; 16] {

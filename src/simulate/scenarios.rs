@@ -409,7 +409,7 @@ impl Ctx<'_> {
         let (proc, mut params) = self.implant(host, Ts(t0), who);
         let dst = self.plain_answer(port);
         let ttl = 3600;
-        let style = if port == 443 { Style::Tls } else { Style::Opaque };
+        let style = if port == 443 { Style::Tls } else { Style::Http };
         let mut episodes = Vec::new();
         let mut expiry = i64::MIN;
         let mut t = t0;
@@ -494,7 +494,7 @@ impl Ctx<'_> {
         let t0 = s + secs(self.rng.uniform(0.0, period.min(dur_s / 4.0))).0;
         let (proc, mut params) = self.implant(host, Ts(t0), style_name);
         let dst = self.plain_answer(port);
-        let style = if port == 443 { Style::Tls } else { Style::Opaque };
+        let style = if port == 443 { Style::Tls } else { Style::Http };
         let mut episodes = Vec::new();
         let mut expiry = i64::MIN;
         let (mut beats, mut skipped) = (0, 0);
