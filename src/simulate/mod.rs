@@ -24,6 +24,8 @@ pub mod scenarios;
 pub mod score;
 pub mod truth;
 pub mod world;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
