@@ -94,8 +94,8 @@ pub fn is_derived_port(a: Ipv4Addr, port: u16) -> bool {
 /// Ports with a well-known service in this network (benign background uses them).
 pub const STANDARD_PORTS: &[u16] = &[
     20, 21, 22, 25, 53, 80, 110, 123, 143, 443, 465, 500, 587, 853, 993, 995, 1194, 1433, 1883,
-    3000, 3306, 3389, 3478, 4500, 5060, 5222, 5223, 5228, 5349, 5432, 5900, 6379, 8000, 8080,
-    8443, 8801, 8883, 9418, 17500, 19302, 27015, 51820,
+    3000, 3306, 3389, 3478, 4500, 5060, 5222, 5223, 5228, 5349, 5432, 5900, 6379, 8000, 8080, 8443,
+    8801, 8883, 9418, 17500, 19302, 27015, 51820,
 ];
 
 pub fn is_standard_port(p: u32) -> bool {
@@ -127,13 +127,25 @@ mod tests {
         let a: Ipv4Addr = "71.63.201.9".parse().unwrap();
         assert_eq!(PortFormula::O1xO2PlusO3.apply(a), 71 * 63 + 201);
         assert_eq!(PortFormula::Hi16.apply(a), 71 * 256 + 63);
-        assert_eq!(AddrFormula::Reversed.apply(a), "9.201.63.71".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            AddrFormula::Reversed.apply(a),
+            "9.201.63.71".parse::<Ipv4Addr>().unwrap()
+        );
         assert!(is_derived_port(a, (71 * 256 + 63) as u16));
     }
 
     #[test]
     fn reserved_ranges() {
-        for s in ["10.1.2.3", "192.168.0.1", "172.20.0.1", "100.100.0.1", "198.18.5.5", "240.0.0.1", "127.0.0.1", "192.0.2.7"] {
+        for s in [
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.20.0.1",
+            "100.100.0.1",
+            "198.18.5.5",
+            "240.0.0.1",
+            "127.0.0.1",
+            "192.0.2.7",
+        ] {
             assert!(is_reserved_v4(s.parse().unwrap()), "{s}");
         }
         for s in ["8.8.8.8", "71.63.201.9", "172.32.0.1", "100.128.0.1"] {

@@ -7,7 +7,8 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 fn name(s: &str) -> Name {
-    let mut n = Name::from_ascii(s).unwrap_or_else(|_| Name::from_ascii("invalid.example").unwrap());
+    let mut n =
+        Name::from_ascii(s).unwrap_or_else(|_| Name::from_ascii("invalid.example").unwrap());
     n.set_fqdn(true);
     n
 }
@@ -48,7 +49,11 @@ pub fn response(
     let mut owner = name(qname);
     for c in cnames {
         let target = name(c);
-        m.add_answer(Record::from_rdata(owner, cname_ttl, RData::CNAME(CNAME(target.clone()))));
+        m.add_answer(Record::from_rdata(
+            owner,
+            cname_ttl,
+            RData::CNAME(CNAME(target.clone())),
+        ));
         owner = target;
     }
     for a in addrs {
@@ -75,15 +80,32 @@ mod tests {
 
     #[test]
     fn response_round_trips() {
-        let addrs: Vec<IpAddr> = vec!["71.63.201.9".parse().unwrap(), "71.63.201.10".parse().unwrap()];
-        let b = response(7, "www.example.com", false, &["e1.cdn.example.net".into()], &addrs, 20, 300);
+        let addrs: Vec<IpAddr> = vec![
+            "71.63.201.9".parse().unwrap(),
+            "71.63.201.10".parse().unwrap(),
+        ];
+        let b = response(
+            7,
+            "www.example.com",
+            false,
+            &["e1.cdn.example.net".into()],
+            &addrs,
+            20,
+            300,
+        );
         let m = Message::from_vec(&b).unwrap();
         assert_eq!(m.metadata.id, 7);
         assert_eq!(m.answers.len(), 3);
         assert_eq!(m.answers[2].ttl, 20);
         let q = query(7, "www.example.com", true);
-        assert_eq!(Message::from_vec(&q).unwrap().queries[0].query_type(), RecordType::AAAA);
+        assert_eq!(
+            Message::from_vec(&q).unwrap().queries[0].query_type(),
+            RecordType::AAAA
+        );
         let nx = response(8, "nope.example", false, &[], &[], 0, 0);
-        assert_eq!(Message::from_vec(&nx).unwrap().metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(
+            Message::from_vec(&nx).unwrap().metadata.response_code,
+            ResponseCode::NXDomain
+        );
     }
 }

@@ -11,7 +11,10 @@ use crate::enrichment::{LaunchdInfo, ProcessInfo, UserInfo, VmInfo};
 use crate::time::Ts;
 
 pub fn mac_str(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 pub fn process_info(p: &Proc) -> ProcessInfo {
@@ -19,13 +22,20 @@ pub fn process_info(p: &Proc) -> ProcessInfo {
         pid: Some(p.pid),
         name: Some(p.name.clone()),
         executable: Some(p.exe.clone()),
-        parent: Some(crate::enrichment::ParentInfo { pid: Some(p.parent.0), name: Some(p.parent.1.clone()) }),
-        code_signature: p.signed.map(|s| crate::enrichment::CodeSignature { signed: Some(s) }),
+        parent: Some(crate::enrichment::ParentInfo {
+            pid: Some(p.parent.0),
+            name: Some(p.parent.1.clone()),
+        }),
+        code_signature: p
+            .signed
+            .map(|s| crate::enrichment::CodeSignature { signed: Some(s) }),
     }
 }
 
 pub fn user_info(p: &Proc) -> UserInfo {
-    UserInfo { name: Some(p.user.clone()) }
+    UserInfo {
+        name: Some(p.user.clone()),
+    }
 }
 
 pub fn launchd_info(p: &Proc) -> Option<LaunchdInfo> {
@@ -54,7 +64,11 @@ fn host_obj(w: &World, host: usize) -> Value {
         ips.push(v6.to_string());
     }
     // A VM's own agent reports its guest OS; the VM-to-ESXi mapping is in the inventory.
-    let platform = if h.platform == Platform::EsxiVm { "linux" } else { h.platform.name() };
+    let platform = if h.platform == Platform::EsxiVm {
+        "linux"
+    } else {
+        h.platform.name()
+    };
     json!({"name": h.name, "ip": ips, "os": {"platform": platform}})
 }
 

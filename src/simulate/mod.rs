@@ -22,10 +22,10 @@ pub mod render;
 pub mod rng;
 pub mod scenarios;
 pub mod score;
-pub mod truth;
-pub mod world;
 #[cfg(test)]
 mod tests;
+pub mod truth;
+pub mod world;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -107,7 +107,8 @@ pub fn simulate(args: &SimulateArgs) -> Result<Summary, String> {
         return Err(format!("--hosts must be in 1..=5000, got {}", args.hosts));
     }
     let which = scenarios::parse(&args.scenarios)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
 
     let mut root = Rng::new(args.seed);
     let mut wrng = root.fork("world");
@@ -121,18 +122,35 @@ pub fn simulate(args: &SimulateArgs) -> Result<Summary, String> {
     let mut instances = Vec::with_capacity(planted.len());
     for (i, p) in planted.into_iter().enumerate() {
         let act = acts.len() as u32;
-        acts.push(Activity { host: p.host, proc: Some(p.proc), kind: Kind::Planned });
+        acts.push(Activity {
+            host: p.host,
+            proc: Some(p.proc),
+            kind: Kind::Planned,
+        });
         for (start, steps) in p.episodes {
-            eps.push(Episode { start, act, seed: srng.next_u64(), instance: Some(i as u32), steps: Some(steps) });
+            eps.push(Episode {
+                start,
+                act,
+                seed: srng.next_u64(),
+                instance: Some(i as u32),
+                steps: Some(steps),
+            });
         }
         for (start, steps) in p.background {
-            eps.push(Episode { start, act, seed: srng.next_u64(), instance: None, steps: Some(steps) });
+            eps.push(Episode {
+                start,
+                act,
+                seed: srng.next_u64(),
+                instance: None,
+                steps: Some(steps),
+            });
         }
         instances.push(p.instance);
     }
     eps.sort_by_key(|e| (e.start, e.act));
 
-    let mut pcap = pcap_writer::PcapWriter::new(create(&args.out, "traffic.pcap")?).map_err(|e| e.to_string())?;
+    let mut pcap = pcap_writer::PcapWriter::new(create(&args.out, "traffic.pcap")?)
+        .map_err(|e| e.to_string())?;
     let mut observed = vec![Observed::default(); instances.len()];
     let mut edr_conns: Vec<EdrConn> = Vec::new();
     let mut cache = DnsCache::default();
@@ -147,12 +165,15 @@ pub fn simulate(args: &SimulateArgs) -> Result<Summary, String> {
                        free: &mut Vec<usize>,
                        pcap: &mut pcap_writer::PcapWriter<BufWriter<File>>|
      -> Result<(), String> {
-        let Some(Reverse((ts, slot))) = heap.pop() else { return Ok(()) };
+        let Some(Reverse((ts, slot))) = heap.pop() else {
+            return Ok(());
+        };
         let r = &mut slots[slot];
         let p = r.pkts[r.pos];
         if ts <= end {
             let (cap, wire) = fb.build(&r.flows[p.flow as usize], &r.blobs, &p);
-            pcap.write(crate::time::Ts(ts), &fb.frame[..cap], wire).map_err(|e| e.to_string())?;
+            pcap.write(crate::time::Ts(ts), &fb.frame[..cap], wire)
+                .map_err(|e| e.to_string())?;
         }
         r.pos += 1;
         match r.next_ts() {
@@ -191,7 +212,16 @@ pub fn simulate(args: &SimulateArgs) -> Result<Summary, String> {
         });
         let r = &mut slots[slot];
         let obs = ep.instance.map(|i| &mut observed[i as usize]);
-        plan::render_steps(&world, act.host, act.proc, steps, &mut rng, r, &mut edr_conns, obs);
+        plan::render_steps(
+            &world,
+            act.host,
+            act.proc,
+            steps,
+            &mut rng,
+            r,
+            &mut edr_conns,
+            obs,
+        );
         r.finish();
         match r.next_ts() {
             Some(t) => heap.push(Reverse((t, slot))),
@@ -224,5 +254,10 @@ pub fn simulate(args: &SimulateArgs) -> Result<Summary, String> {
     serde_json::to_writer_pretty(&mut tout, &truth).map_err(|e| e.to_string())?;
     tout.write_all(b"\n").map_err(|e| e.to_string())?;
     tout.flush().map_err(|e| e.to_string())?;
-    Ok(Summary { packets: summary_packets, pcap_bytes, edr_events, instances: truth.instances.len() })
+    Ok(Summary {
+        packets: summary_packets,
+        pcap_bytes,
+        edr_events,
+        instances: truth.instances.len(),
+    })
 }

@@ -57,12 +57,19 @@ mod tests {
     #[test]
     fn header_and_record_layout() {
         let mut w = PcapWriter::new(Vec::new()).unwrap();
-        w.write(Ts(1_700_000_000_123_456_789), &[1, 2, 3], 60).unwrap();
+        w.write(Ts(1_700_000_000_123_456_789), &[1, 2, 3], 60)
+            .unwrap();
         let b = w.into_inner();
         assert_eq!(&b[0..4], &[0x4d, 0x3c, 0xb2, 0xa1]);
         assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 1);
-        assert_eq!(u32::from_le_bytes(b[24..28].try_into().unwrap()), 1_700_000_000);
-        assert_eq!(u32::from_le_bytes(b[28..32].try_into().unwrap()), 123_456_789);
+        assert_eq!(
+            u32::from_le_bytes(b[24..28].try_into().unwrap()),
+            1_700_000_000
+        );
+        assert_eq!(
+            u32::from_le_bytes(b[28..32].try_into().unwrap()),
+            123_456_789
+        );
         assert_eq!(u32::from_le_bytes(b[32..36].try_into().unwrap()), 3);
         assert_eq!(u32::from_le_bytes(b[36..40].try_into().unwrap()), 60);
         assert_eq!(b.len(), 24 + 16 + 3);

@@ -29,7 +29,14 @@ pub struct ConnStep {
 }
 
 impl ConnStep {
-    pub fn new(at: Ts, dst: IpAddr, dport: u16, tcp: bool, style: Style, ex: Vec<Exchange>) -> ConnStep {
+    pub fn new(
+        at: Ts,
+        dst: IpAddr,
+        dport: u16,
+        tcp: bool,
+        style: Style,
+        ex: Vec<Exchange>,
+    ) -> ConnStep {
         ConnStep {
             at,
             dst,
@@ -53,7 +60,12 @@ impl ConnStep {
 
 #[derive(Clone, Debug)]
 pub enum Step {
-    Lookup { at: Ts, delay: Dur, ans: DnsAnswer, tcp: bool },
+    Lookup {
+        at: Ts,
+        delay: Dur,
+        ans: DnsAnswer,
+        tcp: bool,
+    },
     Conn(ConnStep),
 }
 
@@ -128,7 +140,9 @@ pub fn resolve(
     } else {
         let n = rec.v4.len();
         let rot = rng.below(n as u64) as usize;
-        (0..rec.per_answer.min(n)).map(|i| IpAddr::V4(rec.v4[(rot + i) % n])).collect()
+        (0..rec.per_answer.min(n))
+            .map(|i| IpAddr::V4(rec.v4[(rot + i) % n]))
+            .collect()
     };
     // Cached at the resolver most of the time; a full recursion now and then.
     let delay = if rng.chance(0.8) {
@@ -136,7 +150,11 @@ pub fn resolve(
     } else {
         Dur(rng.range(15_000_000, 140_000_000) as i64)
     };
-    let ttl = if rec.ttl > 60 { rec.ttl - rng.below(rec.ttl as u64 / 2) as u32 } else { rec.ttl };
+    let ttl = if rec.ttl > 60 {
+        rec.ttl - rng.below(rec.ttl as u64 / 2) as u32
+    } else {
+        rec.ttl
+    };
     steps.push(Step::Lookup {
         at: t,
         delay,
@@ -150,7 +168,10 @@ pub fn resolve(
         },
         tcp: rng.chance(0.03),
     });
-    cache.map.insert(key, (t.0 + delay.0 + ttl as i64 * 1_000_000_000, addrs.clone()));
+    cache.map.insert(
+        key,
+        (t.0 + delay.0 + ttl as i64 * 1_000_000_000, addrs.clone()),
+    );
     (addrs, Ts(t.0 + delay.0))
 }
 
@@ -170,8 +191,17 @@ pub fn render_steps(
     for step in steps {
         let before = out.pkts.len();
         match step {
-            Step::Lookup { at, delay, ans, tcp } => {
-                let resolver = if rng.chance(0.9) { h.resolver } else { 1 - h.resolver };
+            Step::Lookup {
+                at,
+                delay,
+                ans,
+                tcp,
+            } => {
+                let resolver = if rng.chance(0.9) {
+                    h.resolver
+                } else {
+                    1 - h.resolver
+                };
                 let server = IpAddr::V4(world.resolvers[resolver]);
                 let fid = out.add_flow(Flow {
                     client: IpAddr::V4(h.ip4),
@@ -190,7 +220,8 @@ pub fn render_steps(
                 });
                 let answered = render::dns_lookup(out, rng, fid, *at, *delay, ans, *tcp);
                 if let Some(o) = obs.as_deref_mut() {
-                    o.answers.push((answered, ans.qname.clone(), ans.addrs.clone(), ans.ttl));
+                    o.answers
+                        .push((answered, ans.qname.clone(), ans.addrs.clone(), ans.ttl));
                 }
             }
             Step::Conn(c) => {
@@ -199,11 +230,15 @@ pub fn render_steps(
                     _ => IpAddr::V4(h.ip4),
                 };
                 let smac = if World::is_internal(c.dst) {
-                    world.mac_of(c.dst).unwrap_or([0x00, 0x16, 0x3e, 0x10, 0x00, 0x01])
+                    world
+                        .mac_of(c.dst)
+                        .unwrap_or([0x00, 0x16, 0x3e, 0x10, 0x00, 0x01])
                 } else {
                     world.gateway_mac
                 };
-                let cport = c.sport.unwrap_or_else(|| rng.range(h.eph.0 as u64, h.eph.1 as u64) as u16);
+                let cport = c
+                    .sport
+                    .unwrap_or_else(|| rng.range(h.eph.0 as u64, h.eph.1 as u64) as u16);
                 let fid = out.add_flow(Flow {
                     client,
                     server: c.dst,
@@ -221,7 +256,11 @@ pub fn render_steps(
                 });
                 if c.tcp {
                     let mss = if client.is_ipv4() { 1460 } else { 1440 };
-                    let p = ConnParams { rtt: c.rtt, rate: c.rate, mss };
+                    let p = ConnParams {
+                        rtt: c.rtt,
+                        rate: c.rate,
+                        mss,
+                    };
                     render::tcp_conn(out, rng, fid, c.at, &p, &c.ex, c.close);
                 } else {
                     render::udp_conn(out, rng, fid, c.at, c.rtt, &c.ex);

@@ -83,6 +83,10 @@ impl Msg {
             Msg::Bytes(b) => b.len() as u32,
         }
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One request/response (or push/ack) turn of a connection.
@@ -207,7 +211,7 @@ fn tcp_send(
         nseg += 1;
         // Delayed ACK: every second segment and the last one; seen one RTT later when
         // the receiver is the far side (the sensor sits next to the client).
-        if nseg % 2 == 0 || last {
+        if nseg.is_multiple_of(2) || last {
             let at = if from_client { t + rtt } else { t + tiny(rng) };
             r.pkts.push(Pkt {
                 ts: at,
@@ -264,22 +268,22 @@ pub fn tcp_conn(
         t += e.gap.0;
         let think = |rng: &mut Rng| rng.range(200_000, 30_000_000) as i64;
         if e.server_first {
-            if e.down.len() > 0 {
+            if !e.down.is_empty() {
                 t = tcp_send(r, rng, fid, false, &e.down, t, &mut sseq, &mut cseq, p);
             }
-            if e.up.len() > 0 {
+            if !e.up.is_empty() {
                 t += tiny(rng) + rng.range(0, 5_000_000) as i64;
                 t = tcp_send(r, rng, fid, true, &e.up, t, &mut cseq, &mut sseq, p);
                 t += rtt;
             }
         } else {
-            if e.up.len() > 0 {
+            if !e.up.is_empty() {
                 t = tcp_send(r, rng, fid, true, &e.up, t, &mut cseq, &mut sseq, p);
             }
-            if e.down.len() > 0 {
+            if !e.down.is_empty() {
                 t += rtt + think(rng);
                 t = tcp_send(r, rng, fid, false, &e.down, t, &mut sseq, &mut cseq, p);
-            } else if e.up.len() > 0 {
+            } else if !e.up.is_empty() {
                 t += rtt;
             }
         }
@@ -334,11 +338,15 @@ pub fn udp_conn(
             [(true, &e.up), (false, &e.down)]
         };
         for (k, (from_client, m)) in order.into_iter().enumerate() {
-            if m.len() == 0 {
+            if m.is_empty() {
                 continue;
             }
             if k == 1 {
-                t += if from_client { tiny(rng) } else { rtt.0 + rng.range(50_000, 3_000_000) as i64 };
+                t += if from_client {
+                    tiny(rng)
+                } else {
+                    rtt.0 + rng.range(50_000, 3_000_000) as i64
+                };
             }
             let blob = match m {
                 Msg::Bytes(b) => Some(r.blob(b.clone())),
@@ -395,7 +403,15 @@ pub fn dns_lookup(
 ) -> i64 {
     let id = rng.next_u32() as u16;
     let q = dns_msg::query(id, &ans.qname, ans.v6);
-    let a = dns_msg::response(id, &ans.qname, ans.v6, &ans.cnames, &ans.addrs, ans.ttl, ans.cname_ttl);
+    let a = dns_msg::response(
+        id,
+        &ans.qname,
+        ans.v6,
+        &ans.cnames,
+        &ans.addrs,
+        ans.ttl,
+        ans.cname_ttl,
+    );
     if tcp {
         let p = ConnParams {
             rtt: Dur(rng.range(150_000, 600_000) as i64),
@@ -419,7 +435,10 @@ pub fn dns_lookup(
     } else {
         let qi = r.blob(q);
         let ai = r.blob(a);
-        let (ql, al) = (r.blobs[qi as usize].len() as u32, r.blobs[ai as usize].len() as u32);
+        let (ql, al) = (
+            r.blobs[qi as usize].len() as u32,
+            r.blobs[ai as usize].len() as u32,
+        );
         r.pkts.push(Pkt {
             ts: start.0,
             flow: fid,
@@ -539,9 +558,27 @@ impl FrameBuilder {
     pub fn build(&mut self, flow: &Flow, blobs: &[Vec<u8>], p: &Pkt) -> (usize, usize) {
         self.fill_payload(flow, blobs, p);
         let (smac, dmac, src, dst, sport, dport, ttl, win) = if p.from_client {
-            (flow.cmac, flow.smac, flow.client, flow.server, flow.cport, flow.sport, flow.cttl, 65535)
+            (
+                flow.cmac,
+                flow.smac,
+                flow.client,
+                flow.server,
+                flow.cport,
+                flow.sport,
+                flow.cttl,
+                65535,
+            )
         } else {
-            (flow.smac, flow.cmac, flow.server, flow.client, flow.sport, flow.cport, flow.sttl, 64240)
+            (
+                flow.smac,
+                flow.cmac,
+                flow.server,
+                flow.client,
+                flow.sport,
+                flow.cport,
+                flow.sttl,
+                64240,
+            )
         };
         let eth = PacketBuilder::ethernet2(smac, dmac);
         let ip: PacketBuilderStep<etherparse::IpHeaders> = match flow.vlan {
@@ -607,13 +644,22 @@ impl FrameBuilder {
 /// The start of an HTTP message of exactly `total` bytes (the rest is body or padding).
 fn http_head(request: bool, total: u32) -> Vec<u8> {
     if request && total < 300 {
-        let base = "GET /pkg/ HTTP/1.1\r\nHost: mirror\r\nAccept: */*\r\nX-Req: \r\n\r\n".len() as u32;
+        let base =
+            "GET /pkg/ HTTP/1.1\r\nHost: mirror\r\nAccept: */*\r\nX-Req: \r\n\r\n".len() as u32;
         let pad = total.saturating_sub(base) as usize;
-        let mut h = format!("GET /pkg/ HTTP/1.1\r\nHost: mirror\r\nAccept: */*\r\nX-Req: {}\r\n\r\n", "a".repeat(pad)).into_bytes();
+        let mut h = format!(
+            "GET /pkg/ HTTP/1.1\r\nHost: mirror\r\nAccept: */*\r\nX-Req: {}\r\n\r\n",
+            "a".repeat(pad)
+        )
+        .into_bytes();
         h.truncate(total as usize);
         return h;
     }
-    let start = if request { "POST /upload HTTP/1.1\r\nHost: mirror\r\n" } else { "HTTP/1.1 200 OK\r\n" };
+    let start = if request {
+        "POST /upload HTTP/1.1\r\nHost: mirror\r\n"
+    } else {
+        "HTTP/1.1 200 OK\r\n"
+    };
     let base = (start.len() + "Content-Length: \r\n\r\n".len()) as u32;
     for digits in 1..=10u32 {
         let body = total.saturating_sub(base + digits);
@@ -669,15 +715,36 @@ mod tests {
             snap: 0,
             filler_off: 0,
         });
-        let p = ConnParams { rtt: Dur::from_millis(20), rate: 10e6, mss: 1460 };
+        let p = ConnParams {
+            rtt: Dur::from_millis(20),
+            rate: 10e6,
+            mss: 1460,
+        };
         let ex = [Exchange::new(Dur::ZERO, Msg::Sized(5000), Msg::Sized(3000))];
-        tcp_conn(&mut r, &mut rng, f, Ts::from_secs(1000), &p, &ex, Close::Fin);
+        tcp_conn(
+            &mut r,
+            &mut rng,
+            f,
+            Ts::from_secs(1000),
+            &p,
+            &ex,
+            Close::Fin,
+        );
         r.finish();
         let up: u32 = r.pkts.iter().filter(|p| p.from_client).map(|p| p.len).sum();
-        let down: u32 = r.pkts.iter().filter(|p| !p.from_client).map(|p| p.len).sum();
+        let down: u32 = r
+            .pkts
+            .iter()
+            .filter(|p| !p.from_client)
+            .map(|p| p.len)
+            .sum();
         assert_eq!((up, down), (5000, 3000));
         let syn = r.pkts[0];
-        let fin = r.pkts.iter().find(|p| p.from_client && p.flags & FIN != 0).unwrap();
+        let fin = r
+            .pkts
+            .iter()
+            .find(|p| p.from_client && p.flags & FIN != 0)
+            .unwrap();
         assert_eq!(fin.seq, syn.seq.wrapping_add(1 + 5000));
         let mut fb = FrameBuilder::new();
         for p in &r.pkts {

@@ -95,9 +95,26 @@ fn delay_ns(rng: &mut Rng, lo: u64, hi: u64) -> i64 {
 }
 
 fn c2_name(rng: &mut Rng) -> String {
-    let sub = ["api", "cdn", "update", "sync", "telemetry", "static", "img", "news", "mail", "cloud"];
+    let sub = [
+        "api",
+        "cdn",
+        "update",
+        "sync",
+        "telemetry",
+        "static",
+        "img",
+        "news",
+        "mail",
+        "cloud",
+    ];
     let tld = ["com", "net", "io", "org", "co"];
-    format!("{}.{}{}.{}", rng.pick(&sub), rng.pick(WORDS), rng.pick(WORDS), rng.pick(&tld))
+    format!(
+        "{}.{}{}.{}",
+        rng.pick(&sub),
+        rng.pick(WORDS),
+        rng.pick(WORDS),
+        rng.pick(&tld)
+    )
 }
 
 fn dga_name(rng: &mut Rng) -> String {
@@ -113,7 +130,9 @@ fn dga_name(rng: &mut Rng) -> String {
 
 fn cap(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 /// A port in 1024..65535 that is neither standard nor derivable from any of `addrs`.
@@ -130,26 +149,60 @@ fn nonstd_port(rng: &mut Rng, addrs: &[Ipv4Addr]) -> u16 {
 fn beacon_exchanges(rng: &mut Rng) -> Vec<Exchange> {
     (0..rng.range(1, 4))
         .map(|i| {
-            let gap = if i == 0 { Dur::ZERO } else { secs(rng.uniform(0.2, 8.0)) };
-            Exchange::new(gap, Msg::Sized(rng.range_u32(60, 900)), Msg::Sized(rng.range_u32(40, 6000)))
+            let gap = if i == 0 {
+                Dur::ZERO
+            } else {
+                secs(rng.uniform(0.2, 8.0))
+            };
+            Exchange::new(
+                gap,
+                Msg::Sized(rng.range_u32(60, 900)),
+                Msg::Sized(rng.range_u32(40, 6000)),
+            )
         })
         .collect()
 }
 
-fn conn(rng: &mut Rng, at: Ts, dst: Ipv4Addr, port: u16, ex: Vec<Exchange>, style: Style) -> ConnStep {
+fn conn(
+    rng: &mut Rng,
+    at: Ts,
+    dst: Ipv4Addr,
+    port: u16,
+    ex: Vec<Exchange>,
+    style: Style,
+) -> ConnStep {
     let mut c = ConnStep::new(at, IpAddr::V4(dst), port, true, style, ex);
     c.rtt = secs(rng.uniform(0.02, 0.2));
     c.sttl = *rng.pick(&[46u8, 49, 50, 53, 112, 113, 237]);
     c.rate = rng.log_uniform(0.5e6, 10e6);
-    c.close = if rng.chance(0.85) { Close::Fin } else { Close::Rst };
+    c.close = if rng.chance(0.85) {
+        Close::Fin
+    } else {
+        Close::Rst
+    };
     c
 }
 
 /// An uncached lookup (recursion to the C2's authoritative server); returns the answer time.
 fn lookup(rng: &mut Rng, at: Ts, name: &str, addrs: &[IpAddr], ttl: u32) -> (Step, Ts) {
     let delay = Dur(rng.range(8_000_000, 90_000_000) as i64);
-    let ans = DnsAnswer { qname: name.to_string(), v6: false, cnames: Vec::new(), addrs: addrs.to_vec(), ttl, cname_ttl: ttl };
-    (Step::Lookup { at, delay, ans, tcp: false }, Ts(at.0 + delay.0))
+    let ans = DnsAnswer {
+        qname: name.to_string(),
+        v6: false,
+        cnames: Vec::new(),
+        addrs: addrs.to_vec(),
+        ttl,
+        cname_ttl: ttl,
+    };
+    (
+        Step::Lookup {
+            at,
+            delay,
+            ans,
+            tcp: false,
+        },
+        Ts(at.0 + delay.0),
+    )
 }
 
 /// `n` times spread over `[lo, hi]`, at least `min_gap` apart where possible.
@@ -171,9 +224,16 @@ fn spread(rng: &mut Rng, lo: i64, hi: i64, n: usize, min_gap: i64) -> Vec<i64> {
 impl Ctx<'_> {
     fn pick_host(&mut self, plats: &[Platform], need_edr: bool) -> Option<usize> {
         let cands: Vec<usize> = (0..self.world.hosts.len())
-            .filter(|&i| plats.contains(&self.world.hosts[i].platform) && (!need_edr || self.world.hosts[i].edr))
+            .filter(|&i| {
+                plats.contains(&self.world.hosts[i].platform)
+                    && (!need_edr || self.world.hosts[i].edr)
+            })
             .collect();
-        let fresh: Vec<usize> = cands.iter().copied().filter(|i| !self.used.contains(i)).collect();
+        let fresh: Vec<usize> = cands
+            .iter()
+            .copied()
+            .filter(|i| !self.used.contains(i))
+            .collect();
         let h = if !fresh.is_empty() {
             *self.rng.pick(&fresh)
         } else if !cands.is_empty() {
@@ -196,38 +256,95 @@ impl Ctx<'_> {
         let label = format!("com.{w1}.{w2}");
         let started = Ts(first.0 - self.rng.range(2, 300) as i64 * 1_000_000_000);
         let mut params = Map::new();
-        let (name, exe, user, parent, ld): (String, String, String, &str, Option<Launchd>) = match (h.platform, style) {
-            (Platform::Macos, "daemon") => (format!("{w2}-helper"), format!("/Library/Application Support/{}/{w2}-helper", cap(w1)), "root".into(), "launchd", Some(launchd_daemon(&label, false))),
-            (Platform::Macos, "user:_www") | (Platform::Macos, "user:root") | (Platform::Macos, "user:nobody") => {
-                let tool = *self.rng.pick(&["curl", "rsync", "python3", "nc"]);
-                params.insert("unexpected_user".into(), json!(true));
-                (tool.into(), format!("/usr/bin/{tool}"), style[5..].into(), "sh", None)
-            }
-            (Platform::Macos, _) => (format!("{w2}d"), format!("/Users/{}/Library/Application Support/{}/{w2}d", h.user, cap(w1)), h.user.clone(), "launchd", Some(launchd_agent(&h.user, &label))),
-            (_, s) if s.starts_with("user:") => {
-                let tool = *self.rng.pick(&["curl", "wget", "python3", "socat"]);
-                params.insert("unexpected_user".into(), json!(true));
-                (tool.into(), format!("/usr/bin/{tool}"), s[5..].into(), "sh", None)
-            }
-            (_, "systemd") => {
-                params.insert("scheduler".into(), json!("systemd-timer"));
-                params.insert("unit".into(), json!(format!("{w1}-{w2}.timer")));
-                (format!("{w1}-{w2}"), format!("/usr/local/bin/{w1}-{w2}"), "root".into(), "systemd", None)
-            }
-            _ => {
-                params.insert("scheduler".into(), json!("cron"));
-                let user = if self.rng.chance(0.5) { "www-data".to_string() } else { h.user.clone() };
-                (w2.to_string(), format!("/var/tmp/.{w1}/{w2}"), user, "cron", None)
-            }
-        };
+        let (name, exe, user, parent, ld): (String, String, String, &str, Option<Launchd>) =
+            match (h.platform, style) {
+                (Platform::Macos, "daemon") => (
+                    format!("{w2}-helper"),
+                    format!("/Library/Application Support/{}/{w2}-helper", cap(w1)),
+                    "root".into(),
+                    "launchd",
+                    Some(launchd_daemon(&label, false)),
+                ),
+                (Platform::Macos, "user:_www")
+                | (Platform::Macos, "user:root")
+                | (Platform::Macos, "user:nobody") => {
+                    let tool = *self.rng.pick(&["curl", "rsync", "python3", "nc"]);
+                    params.insert("unexpected_user".into(), json!(true));
+                    (
+                        tool.into(),
+                        format!("/usr/bin/{tool}"),
+                        style[5..].into(),
+                        "sh",
+                        None,
+                    )
+                }
+                (Platform::Macos, _) => (
+                    format!("{w2}d"),
+                    format!(
+                        "/Users/{}/Library/Application Support/{}/{w2}d",
+                        h.user,
+                        cap(w1)
+                    ),
+                    h.user.clone(),
+                    "launchd",
+                    Some(launchd_agent(&h.user, &label)),
+                ),
+                (_, s) if s.starts_with("user:") => {
+                    let tool = *self.rng.pick(&["curl", "wget", "python3", "socat"]);
+                    params.insert("unexpected_user".into(), json!(true));
+                    (
+                        tool.into(),
+                        format!("/usr/bin/{tool}"),
+                        s[5..].into(),
+                        "sh",
+                        None,
+                    )
+                }
+                (_, "systemd") => {
+                    params.insert("scheduler".into(), json!("systemd-timer"));
+                    params.insert("unit".into(), json!(format!("{w1}-{w2}.timer")));
+                    (
+                        format!("{w1}-{w2}"),
+                        format!("/usr/local/bin/{w1}-{w2}"),
+                        "root".into(),
+                        "systemd",
+                        None,
+                    )
+                }
+                _ => {
+                    params.insert("scheduler".into(), json!("cron"));
+                    let user = if self.rng.chance(0.5) {
+                        "www-data".to_string()
+                    } else {
+                        h.user.clone()
+                    };
+                    (
+                        w2.to_string(),
+                        format!("/var/tmp/.{w1}/{w2}"),
+                        user,
+                        "cron",
+                        None,
+                    )
+                }
+            };
         if h.platform == Platform::Macos && ld.is_some() {
             params.insert("launchd_kind".into(), json!(ld.as_ref().map(|l| l.kind)));
         }
-        let p = self.world.proc(self.rng, host, &name, &exe, &user, parent, ld, started);
+        let p = self
+            .world
+            .proc(self.rng, host, &name, &exe, &user, parent, ld, started);
         (p, params)
     }
 
-    fn instance(&mut self, scenario: Scenario, analytic: Analytic, variant: &str, host: usize, proc: usize, params: Map<String, Value>) -> Instance {
+    fn instance(
+        &mut self,
+        scenario: Scenario,
+        analytic: Analytic,
+        variant: &str,
+        host: usize,
+        proc: usize,
+        params: Map<String, Value>,
+    ) -> Instance {
         self.counter += 1;
         let h = &self.world.hosts[host];
         let p = &self.world.procs[proc];
@@ -237,8 +354,16 @@ impl Ctx<'_> {
             variant: variant.into(),
             technique: analytic.technique().into(),
             analytic: analytic.name().into(),
-            attack_analytics: analytic.attack_analytics(Some(h.platform.name())).iter().map(|s| s.to_string()).collect(),
-            host: TruthHost { ip: h.ip4.to_string(), name: h.name.clone(), platform: h.platform.name().into() },
+            attack_analytics: analytic
+                .attack_analytics(Some(h.platform.name()))
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            host: TruthHost {
+                ip: h.ip4.to_string(),
+                name: h.name.clone(),
+                platform: h.platform.name().into(),
+            },
             proto: "tcp".into(),
             process: Some(process_info(p)),
             user: Some(user_info(p)),
@@ -250,7 +375,9 @@ impl Ctx<'_> {
     }
 
     fn dns_calc(&mut self, plat: Platform) {
-        let Some(host) = self.pick_host(&[plat], false) else { return };
+        let Some(host) = self.pick_host(&[plat], false) else {
+            return;
+        };
         let rng = &mut *self.rng;
         let formula = *rng.pick(&PortFormula::ALL);
         let addr_f = if rng.chance(0.3) {
@@ -267,9 +394,19 @@ impl Ctx<'_> {
         let repeats = rng.range(3, 6) as usize;
         let rotate = rng.chance(0.6);
         let (s, e) = self.span();
-        let times = spread(self.rng, s + 120_000_000_000, e - 180_000_000_000, repeats, 240_000_000_000);
+        let times = spread(
+            self.rng,
+            s + 120_000_000_000,
+            e - 180_000_000_000,
+            repeats,
+            240_000_000_000,
+        );
         let Some(&first) = times.first() else { return };
-        let kind = if plat == Platform::Macos && self.rng.chance(0.3) { "daemon" } else { "agent" };
+        let kind = if plat == Platform::Macos && self.rng.chance(0.3) {
+            "daemon"
+        } else {
+            "agent"
+        };
         let (proc, mut params) = self.implant(host, Ts(first), kind);
         let mut episodes = Vec::new();
         let mut answer = None;
@@ -306,22 +443,55 @@ impl Ctx<'_> {
         params.insert("repeats".into(), json!(times.len()));
         params.insert("rotating_answers".into(), json!(rotate));
         params.insert("ttl".into(), json!(ttl));
-        let variant = if addr_f.is_some() { "calculated-address" } else { "calculated-port" };
-        let mut inst = self.instance(Scenario::DnsCalc, Analytic::DnsCalculatedPort, variant, host, proc, params);
+        let variant = if addr_f.is_some() {
+            "calculated-address"
+        } else {
+            "calculated-port"
+        };
+        let mut inst = self.instance(
+            Scenario::DnsCalc,
+            Analytic::DnsCalculatedPort,
+            variant,
+            host,
+            proc,
+            params,
+        );
         inst.domains = vec![name];
-        self.out.push(Planted { instance: inst, host, proc, episodes, background: Vec::new() });
+        self.out.push(Planted {
+            instance: inst,
+            host,
+            proc,
+            episodes,
+            background: Vec::new(),
+        });
     }
 
     fn unusual_dns(&mut self) {
-        let Some(host) = self.pick_host(&[Platform::Macos, Platform::Linux, Platform::EsxiVm], false) else { return };
-        let variant = *self.rng.pick(&["low-ttl", "bogon-answer", "private-answer", "odd-name"]);
+        let Some(host) =
+            self.pick_host(&[Platform::Macos, Platform::Linux, Platform::EsxiVm], false)
+        else {
+            return;
+        };
+        let variant = *self
+            .rng
+            .pick(&["low-ttl", "bogon-answer", "private-answer", "odd-name"]);
         let (s, e) = self.span();
         let n = self.rng.range(1, 3) as usize;
-        let times = spread(self.rng, s + 60_000_000_000, e - 120_000_000_000, n, 300_000_000_000);
+        let times = spread(
+            self.rng,
+            s + 60_000_000_000,
+            e - 120_000_000_000,
+            n,
+            300_000_000_000,
+        );
         let Some(&first) = times.first() else { return };
         let (proc, mut params) = self.implant(host, Ts(first), "agent");
         let rng = &mut *self.rng;
-        let name = if variant == "odd-name" { dga_name(rng) } else { c2_name(rng) };
+        let name = if variant == "odd-name" {
+            dga_name(rng)
+        } else {
+            c2_name(rng)
+        };
         let hardcoded = self.world.public_v4(self.rng);
         let mut episodes = Vec::new();
         let mut port = None;
@@ -335,17 +505,37 @@ impl Ctx<'_> {
                 "bogon-answer" => {
                     let a = match rng.below(5) {
                         0 => Ipv4Addr::new(127, 0, 0, rng.range(1, 254) as u8),
-                        1 => Ipv4Addr::new(100, rng.range(64, 127) as u8, rng.below(256) as u8, rng.range(1, 254) as u8),
+                        1 => Ipv4Addr::new(
+                            100,
+                            rng.range(64, 127) as u8,
+                            rng.below(256) as u8,
+                            rng.range(1, 254) as u8,
+                        ),
                         2 => Ipv4Addr::new(198, 18, rng.below(256) as u8, rng.range(1, 254) as u8),
-                        3 => Ipv4Addr::new(240, rng.below(256) as u8, rng.below(256) as u8, rng.range(1, 254) as u8),
+                        3 => Ipv4Addr::new(
+                            240,
+                            rng.below(256) as u8,
+                            rng.below(256) as u8,
+                            rng.range(1, 254) as u8,
+                        ),
                         _ => Ipv4Addr::new(0, 0, 0, 0),
                     };
                     (a, hardcoded, rng.range(60, 600) as u32)
                 }
                 "private-answer" => {
                     let a = match rng.below(3) {
-                        0 => Ipv4Addr::new(10, rng.range(100, 250) as u8, rng.below(256) as u8, rng.range(1, 254) as u8),
-                        1 => Ipv4Addr::new(172, rng.range(16, 31) as u8, rng.below(256) as u8, rng.range(1, 254) as u8),
+                        0 => Ipv4Addr::new(
+                            10,
+                            rng.range(100, 250) as u8,
+                            rng.below(256) as u8,
+                            rng.range(1, 254) as u8,
+                        ),
+                        1 => Ipv4Addr::new(
+                            172,
+                            rng.range(16, 31) as u8,
+                            rng.below(256) as u8,
+                            rng.range(1, 254) as u8,
+                        ),
                         _ => Ipv4Addr::new(192, 168, rng.below(256) as u8, rng.range(1, 254) as u8),
                     };
                     (a, hardcoded, rng.range(60, 600) as u32)
@@ -356,7 +546,11 @@ impl Ctx<'_> {
                 }
             };
             let p = *port.get_or_insert_with(|| nonstd_port(self.rng, &[answer, dst]));
-            let p = if is_derived_port(answer, p) || is_derived_port(dst, p) { nonstd_port(self.rng, &[answer, dst]) } else { p };
+            let p = if is_derived_port(answer, p) || is_derived_port(dst, p) {
+                nonstd_port(self.rng, &[answer, dst])
+            } else {
+                p
+            };
             let (step, answered) = lookup(self.rng, Ts(t), &name, &[IpAddr::V4(answer)], ttl);
             let at = Ts(answered.0 + secs(self.rng.uniform(0.5, 30.0)).0);
             let ex = beacon_exchanges(self.rng);
@@ -364,13 +558,34 @@ impl Ctx<'_> {
             episodes.push((Ts(t), vec![step, Step::Conn(c)]));
         }
         params.insert("events".into(), json!(times.len()));
-        let mut inst = self.instance(Scenario::UnusualDns, Analytic::UnusualDnsNonstandardPort, variant, host, proc, params);
+        let mut inst = self.instance(
+            Scenario::UnusualDns,
+            Analytic::UnusualDnsNonstandardPort,
+            variant,
+            host,
+            proc,
+            params,
+        );
         inst.domains = vec![name];
-        self.out.push(Planted { instance: inst, host, proc, episodes, background: Vec::new() });
+        self.out.push(Planted {
+            instance: inst,
+            host,
+            proc,
+            episodes,
+            background: Vec::new(),
+        });
     }
 
     /// Resolves `name` when its TTL ran out; returns the answer time.
-    fn cached_lookup(&mut self, steps: &mut Vec<Step>, t: Ts, name: &str, a: Ipv4Addr, ttl: u32, expiry: &mut i64) -> Ts {
+    fn cached_lookup(
+        &mut self,
+        steps: &mut Vec<Step>,
+        t: Ts,
+        name: &str,
+        a: Ipv4Addr,
+        ttl: u32,
+        expiry: &mut i64,
+    ) -> Ts {
         if t.0 < *expiry {
             return t;
         }
@@ -391,10 +606,16 @@ impl Ctx<'_> {
     }
 
     fn fixed_size(&mut self, plats: &[Platform]) {
-        let Some(host) = self.pick_host(plats, false) else { return };
+        let Some(host) = self.pick_host(plats, false) else {
+            return;
+        };
         let rng = &mut *self.rng;
         let stream = rng.chance(0.4);
-        let chunk = if rng.chance(0.5) { 1u32 << rng.range(9, 16) } else { rng.range_u32(512, 65536) };
+        let chunk = if rng.chance(0.5) {
+            1u32 << rng.range(9, 16)
+        } else {
+            rng.range_u32(512, 65536)
+        };
         let port = if rng.chance(0.75) { 443 } else { 80 };
         let who = if self.world.hosts[host].platform == Platform::Macos {
             *rng.pick(&["agent", "agent", "user:root", "user:_www", "user:nobody"])
@@ -423,8 +644,16 @@ impl Ctx<'_> {
                     break;
                 }
                 let mut steps = Vec::new();
-                let ready = if use_dns { self.cached_lookup(&mut steps, Ts(t), &name, dst, ttl, &mut expiry) } else { Ts(t) };
-                let size = if i == n - 1 && short_last { (chunk as f64 * self.rng.uniform(0.1, 0.9)) as u32 } else { chunk };
+                let ready = if use_dns {
+                    self.cached_lookup(&mut steps, Ts(t), &name, dst, ttl, &mut expiry)
+                } else {
+                    Ts(t)
+                };
+                let size = if i == n - 1 && short_last {
+                    (chunk as f64 * self.rng.uniform(0.1, 0.9)) as u32
+                } else {
+                    chunk
+                };
                 last_chunk = size;
                 let down = self.rng.range_u32(40, 400);
                 let ex = vec![Exchange::new(Dur::ZERO, Msg::Sized(size), Msg::Sized(down))];
@@ -440,19 +669,31 @@ impl Ctx<'_> {
             params.insert("last_chunk_bytes".into(), json!(last_chunk));
         } else {
             let mut steps = Vec::new();
-            let ready = if use_dns { self.cached_lookup(&mut steps, Ts(t), &name, dst, ttl, &mut expiry) } else { Ts(t) };
+            let ready = if use_dns {
+                self.cached_lookup(&mut steps, Ts(t), &name, dst, ttl, &mut expiry)
+            } else {
+                Ts(t)
+            };
             let mut ex = Vec::new();
             let bursts = self.rng.range(5, 20);
             let mut total_msgs = 0;
             let mut elapsed = 0i64;
             for b in 0..bursts {
-                let gap = if b == 0 { Dur::ZERO } else { secs(self.rng.log_uniform(10.0, 600.0)) };
+                let gap = if b == 0 {
+                    Dur::ZERO
+                } else {
+                    secs(self.rng.log_uniform(10.0, 600.0))
+                };
                 elapsed += gap.0;
                 if t0 + elapsed > e - 60_000_000_000 {
                     break;
                 }
                 for m in 0..self.rng.range(3, 12) {
-                    let g = if m == 0 { gap } else { Dur(self.rng.range(20_000_000, 300_000_000) as i64) };
+                    let g = if m == 0 {
+                        gap
+                    } else {
+                        Dur(self.rng.range(20_000_000, 300_000_000) as i64)
+                    };
                     ex.push(Exchange::new(g, Msg::Sized(chunk), Msg::None));
                     total_msgs += 1;
                 }
@@ -465,17 +706,36 @@ impl Ctx<'_> {
         }
         params.insert("chunk_bytes".into(), json!(chunk));
         params.insert("via_dns".into(), json!(use_dns));
-        let variant = if stream { "messages-in-one-connection" } else { "connection-per-chunk" };
-        let mut inst = self.instance(Scenario::FixedSize, Analytic::FixedSizeTransfer, variant, host, proc, params);
+        let variant = if stream {
+            "messages-in-one-connection"
+        } else {
+            "connection-per-chunk"
+        };
+        let mut inst = self.instance(
+            Scenario::FixedSize,
+            Analytic::FixedSizeTransfer,
+            variant,
+            host,
+            proc,
+            params,
+        );
         if use_dns {
             inst.domains = vec![name];
         }
         inst.params.insert("attribution".into(), json!(who));
-        self.out.push(Planted { instance: inst, host, proc, episodes, background: Vec::new() });
+        self.out.push(Planted {
+            instance: inst,
+            host,
+            proc,
+            episodes,
+            background: Vec::new(),
+        });
     }
 
     fn periodic(&mut self, plats: &[Platform]) {
-        let Some(host) = self.pick_host(plats, false) else { return };
+        let Some(host) = self.pick_host(plats, false) else {
+            return;
+        };
         let (s, e) = self.span();
         let dur_s = (e - s) as f64 / 1e9;
         let rng = &mut *self.rng;
@@ -507,7 +767,11 @@ impl Ctx<'_> {
                 let ready = self.cached_lookup(&mut steps, Ts(t), &name, dst, ttl, &mut expiry);
                 let up = (base * self.rng.uniform(0.4, 1.8)) as u32;
                 let down = self.rng.range_u32(60, 4000);
-                let ex = vec![Exchange::new(Dur::ZERO, Msg::Sized(up.max(40)), Msg::Sized(down))];
+                let ex = vec![Exchange::new(
+                    Dur::ZERO,
+                    Msg::Sized(up.max(40)),
+                    Msg::Sized(down),
+                )];
                 let at = Ts(ready.0 + delay_ns(self.rng, 1_000_000, 30_000_000));
                 let c = conn(self.rng, at, dst, port, ex, style);
                 steps.push(Step::Conn(c));
@@ -518,13 +782,29 @@ impl Ctx<'_> {
         }
         params.insert("period_s".into(), json!((period * 1000.0).round() / 1000.0));
         params.insert("jitter".into(), json!((jitter * 1000.0).round() / 1000.0));
-        params.insert("missed_ratio".into(), json!((missed * 1000.0).round() / 1000.0));
+        params.insert(
+            "missed_ratio".into(),
+            json!((missed * 1000.0).round() / 1000.0),
+        );
         params.insert("beats".into(), json!(beats));
         params.insert("missed_beats".into(), json!(skipped));
         params.insert("mean_bytes_out".into(), json!(base.round()));
-        let mut inst = self.instance(Scenario::Periodic, Analytic::PeriodicTransfer, style_name, host, proc, params);
+        let mut inst = self.instance(
+            Scenario::Periodic,
+            Analytic::PeriodicTransfer,
+            style_name,
+            host,
+            proc,
+            params,
+        );
         inst.domains = vec![name];
-        self.out.push(Planted { instance: inst, host, proc, episodes, background: Vec::new() });
+        self.out.push(Planted {
+            instance: inst,
+            host,
+            proc,
+            episodes,
+            background: Vec::new(),
+        });
     }
 
     fn nonbrowser(&mut self) {
@@ -532,7 +812,9 @@ impl Ctx<'_> {
             Some(h) => h,
             None => {
                 // AN0730 needs process context: give one Mac an EDR agent.
-                let Some(h) = self.pick_host(&[Platform::Macos], false) else { return };
+                let Some(h) = self.pick_host(&[Platform::Macos], false) else {
+                    return;
+                };
                 self.world.hosts[h].edr = true;
                 h
             }
@@ -546,17 +828,36 @@ impl Ctx<'_> {
         let user = self.world.hosts[host].user.clone();
         let (s, e) = self.span();
         let started = Ts(s - self.rng.range(600, 20_000) as i64 * 1_000_000_000);
-        let proc = self.world.proc(self.rng, host, app, exe, &user, "launchd", None, started);
-        let base: Vec<(String, Ipv4Addr)> = base_names.iter().map(|n| (n.to_string(), self.plain_answer(443))).collect();
+        let proc = self
+            .world
+            .proc(self.rng, host, app, exe, &user, "launchd", None, started);
+        let base: Vec<(String, Ipv4Addr)> = base_names
+            .iter()
+            .map(|n| (n.to_string(), self.plain_answer(443)))
+            .collect();
         let mut background = Vec::new();
         let mut expiry = vec![i64::MIN; base.len()];
         let mut t = s + secs(self.rng.exp(60.0)).0;
         while t < e {
             let k = self.rng.below(base.len() as u64) as usize;
             let mut steps = Vec::new();
-            let ready = self.cached_lookup(&mut steps, Ts(t), &base[k].0.clone(), base[k].1, 300, &mut expiry[k]);
+            let ready = self.cached_lookup(
+                &mut steps,
+                Ts(t),
+                &base[k].0.clone(),
+                base[k].1,
+                300,
+                &mut expiry[k],
+            );
             let ex = beacon_exchanges(self.rng);
-            let c = conn(self.rng, Ts(ready.0 + 3_000_000), base[k].1, 443, ex, Style::Tls);
+            let c = conn(
+                self.rng,
+                Ts(ready.0 + 3_000_000),
+                base[k].1,
+                443,
+                ex,
+                Style::Tls,
+            );
             steps.push(Step::Conn(c));
             background.push((Ts(t), steps));
             t += secs(self.rng.exp(120.0)).0.max(5_000_000_000);
@@ -585,18 +886,40 @@ impl Ctx<'_> {
         let mut params = Map::new();
         params.insert("baseline_names".into(), json!(base_names));
         params.insert("baseline_ports".into(), json!([443]));
-        params.insert("deviation_at".into(), json!(Ts(t_dev).rfc3339().to_string()));
+        params.insert(
+            "deviation_at".into(),
+            json!(Ts(t_dev).rfc3339().to_string()),
+        );
         params.insert("new_destinations".into(), json!(n_new));
-        let mut inst = self.instance(Scenario::Nonbrowser, Analytic::NonbrowserOutboundDeviation, "new-names-and-ports", host, proc, params);
+        let mut inst = self.instance(
+            Scenario::Nonbrowser,
+            Analytic::NonbrowserOutboundDeviation,
+            "new-names-and-ports",
+            host,
+            proc,
+            params,
+        );
         inst.domains = names;
-        self.out.push(Planted { instance: inst, host, proc, episodes, background });
+        self.out.push(Planted {
+            instance: inst,
+            host,
+            proc,
+            episodes,
+            background,
+        });
     }
 }
 
 /// Plans the instances of the chosen scenarios; more hosts, more instances.
 pub fn plan(world: &mut World, rng: &mut Rng, which: &[Scenario]) -> Vec<Planted> {
     let scale = 1 + world.hosts.len() / 50;
-    let mut cx = Ctx { world, rng, used: HashSet::new(), out: Vec::new(), counter: 0 };
+    let mut cx = Ctx {
+        world,
+        rng,
+        used: HashSet::new(),
+        out: Vec::new(),
+        counter: 0,
+    };
     for &s in which {
         for _ in 0..scale {
             match s {
@@ -629,7 +952,9 @@ pub fn plan(world: &mut World, rng: &mut Rng, which: &[Scenario]) -> Vec<Planted
 pub fn finish(instances: Vec<Instance>, observed: &[Observed]) -> Vec<Instance> {
     let mut out = Vec::new();
     for (mut inst, o) in instances.into_iter().zip(observed) {
-        let (Some(first), Some(last)) = (o.first, o.last) else { continue };
+        let (Some(first), Some(last)) = (o.first, o.last) else {
+            continue;
+        };
         inst.start = Ts(first).rfc3339().to_string();
         inst.end = Ts(last).rfc3339().to_string();
         let mut ips: Vec<String> = Vec::new();

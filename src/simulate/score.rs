@@ -104,7 +104,11 @@ pub fn group_alerts(text: &str) -> (Vec<AlertGroup>, usize) {
             continue;
         };
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        let (Some(analytic), Some(src), Some(ts)) = (s("analytic"), s("src_ip"), s("timestamp").and_then(|t| Ts::parse_rfc3339(&t))) else {
+        let (Some(analytic), Some(src), Some(ts)) = (
+            s("analytic"),
+            s("src_ip"),
+            s("timestamp").and_then(|t| Ts::parse_rfc3339(&t)),
+        ) else {
             bad += 1;
             continue;
         };
@@ -112,11 +116,22 @@ pub fn group_alerts(text: &str) -> (Vec<AlertGroup>, usize) {
         let port = v.get("dest_port").and_then(Value::as_u64).unwrap_or(0) as u16;
         let technique = Analytic::from_name(&analytic)
             .map(|a| a.technique().to_string())
-            .or_else(|| v.pointer("/attack/technique").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| {
+                v.pointer("/attack/technique")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| "unknown".into());
         groups
             .entry((analytic.clone(), src.clone(), dest.clone(), port))
-            .or_insert_with(|| AlertGroup { analytic, technique, src_ip: src, dest_ip: dest, dest_port: port, times: Vec::new() })
+            .or_insert_with(|| AlertGroup {
+                analytic,
+                technique,
+                src_ip: src,
+                dest_ip: dest,
+                dest_port: port,
+                times: Vec::new(),
+            })
             .times
             .push(ts);
     }
@@ -131,7 +146,7 @@ pub fn matches(g: &AlertGroup, i: &Instance, slack_s: f64) -> bool {
     if g.technique != i.technique || g.src_ip != i.host.ip {
         return false;
     }
-    let by_ip = i.external_ips.iter().any(|a| *a == g.dest_ip);
+    let by_ip = i.external_ips.contains(&g.dest_ip);
     let by_port = g.dest_port != 80 && g.dest_port != 443 && i.ports.contains(&g.dest_port);
     if !(by_ip || by_port) {
         return false;
@@ -144,18 +159,34 @@ pub fn matches(g: &AlertGroup, i: &Instance, slack_s: f64) -> bool {
 
 pub fn score(truth: &Truth, groups: &[AlertGroup], techniques: &[String], slack_s: f64) -> Scores {
     let keep = |t: &str| techniques.is_empty() || techniques.iter().any(|x| x == t);
-    let insts: Vec<&Instance> = truth.instances.iter().filter(|i| keep(&i.technique)).collect();
+    let insts: Vec<&Instance> = truth
+        .instances
+        .iter()
+        .filter(|i| keep(&i.technique))
+        .collect();
     let groups: Vec<&AlertGroup> = groups.iter().filter(|g| keep(&g.technique)).collect();
     let mut sc = Scores::default();
-    for t in insts.iter().map(|i| i.technique.clone()).chain(groups.iter().map(|g| g.technique.clone())) {
+    for t in insts
+        .iter()
+        .map(|i| i.technique.clone())
+        .chain(groups.iter().map(|g| g.technique.clone()))
+    {
         sc.by_technique.entry(t).or_default();
     }
-    for a in insts.iter().map(|i| i.analytic.clone()).chain(groups.iter().map(|g| g.analytic.clone())) {
+    for a in insts
+        .iter()
+        .map(|i| i.analytic.clone())
+        .chain(groups.iter().map(|g| g.analytic.clone()))
+    {
         sc.by_analytic.entry(a).or_default();
     }
     for g in &groups {
         let true_alert = insts.iter().any(|i| matches(g, i, slack_s));
-        for r in [&mut sc.overall.1, &mut sc.by_technique.get_mut(&g.technique).unwrap().1, &mut sc.by_analytic.get_mut(&g.analytic).unwrap().1] {
+        for r in [
+            &mut sc.overall.1,
+            &mut sc.by_technique.get_mut(&g.technique).unwrap().1,
+            &mut sc.by_analytic.get_mut(&g.analytic).unwrap().1,
+        ] {
             r.den += 1;
             r.num += true_alert as usize;
         }
@@ -165,13 +196,30 @@ pub fn score(truth: &Truth, groups: &[AlertGroup], techniques: &[String], slack_
     }
     for i in &insts {
         let found = groups.iter().any(|g| matches(g, i, slack_s));
-        let found_own = groups.iter().any(|g| g.analytic == i.analytic && matches(g, i, slack_s));
-        for (r, f) in [(&mut sc.overall.0, found), (&mut sc.by_technique.get_mut(&i.technique).unwrap().0, found), (&mut sc.by_analytic.get_mut(&i.analytic).unwrap().0, found_own)] {
+        let found_own = groups
+            .iter()
+            .any(|g| g.analytic == i.analytic && matches(g, i, slack_s));
+        for (r, f) in [
+            (&mut sc.overall.0, found),
+            (&mut sc.by_technique.get_mut(&i.technique).unwrap().0, found),
+            (
+                &mut sc.by_analytic.get_mut(&i.analytic).unwrap().0,
+                found_own,
+            ),
+        ] {
             r.den += 1;
             r.num += f as usize;
         }
         if !found {
-            sc.missed.push(format!("{} {} {} {} {}..{}", i.id, i.variant, i.host.ip, i.external_ips.join(","), i.start, i.end));
+            sc.missed.push(format!(
+                "{} {} {} {} {}..{}",
+                i.id,
+                i.variant,
+                i.host.ip,
+                i.external_ips.join(","),
+                i.start,
+                i.end
+            ));
         }
     }
     sc
@@ -185,18 +233,39 @@ pub fn passes(sc: &Scores, min_recall: Option<f64>, min_precision: Option<f64>) 
     };
     ok(&sc.overall.0, min_recall)
         && ok(&sc.overall.1, min_precision)
-        && sc.by_technique.values().all(|(r, p)| ok(r, min_recall) && ok(p, min_precision))
+        && sc
+            .by_technique
+            .values()
+            .all(|(r, p)| ok(r, min_recall) && ok(p, min_precision))
 }
 
 pub fn report(sc: &Scores) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{:<32} {:<22} {:<22}", "", "recall", "precision");
-    let _ = writeln!(s, "{:<32} {:<22} {:<22}", "overall", sc.overall.0.show(), sc.overall.1.show());
+    let _ = writeln!(
+        s,
+        "{:<32} {:<22} {:<22}",
+        "overall",
+        sc.overall.0.show(),
+        sc.overall.1.show()
+    );
     for (k, (r, p)) in &sc.by_technique {
-        let _ = writeln!(s, "{:<32} {:<22} {:<22}", format!("technique {k}"), r.show(), p.show());
+        let _ = writeln!(
+            s,
+            "{:<32} {:<22} {:<22}",
+            format!("technique {k}"),
+            r.show(),
+            p.show()
+        );
     }
     for (k, (r, p)) in &sc.by_analytic {
-        let _ = writeln!(s, "{:<32} {:<22} {:<22}", format!("analytic {k}"), r.show(), p.show());
+        let _ = writeln!(
+            s,
+            "{:<32} {:<22} {:<22}",
+            format!("analytic {k}"),
+            r.show(),
+            p.show()
+        );
     }
     if !sc.missed.is_empty() {
         let _ = writeln!(s, "\nmissed instances ({}):", sc.missed.len());
@@ -208,7 +277,16 @@ pub fn report(sc: &Scores) -> String {
         let _ = writeln!(s, "\nfalse alerts ({}):", sc.false_groups.len());
         for g in &sc.false_groups {
             let first = g.times.iter().min().copied().unwrap_or_default();
-            let _ = writeln!(s, "  {} {} -> {}:{} first {} ({}x)", g.analytic, g.src_ip, g.dest_ip, g.dest_port, first.rfc3339(), g.times.len());
+            let _ = writeln!(
+                s,
+                "  {} {} -> {}:{} first {} ({}x)",
+                g.analytic,
+                g.src_ip,
+                g.dest_ip,
+                g.dest_port,
+                first.rfc3339(),
+                g.times.len()
+            );
         }
     }
     s
@@ -216,9 +294,12 @@ pub fn report(sc: &Scores) -> String {
 
 /// Runs `portent score`; `Ok(false)` means a threshold was not met (exit code 1).
 pub fn run_score(args: &ScoreArgs) -> Result<bool, String> {
-    let t = std::fs::read_to_string(&args.truth).map_err(|e| format!("cannot read {}: {e}", args.truth.display()))?;
-    let truth: Truth = serde_json::from_str(&t).map_err(|e| format!("{}: not a truth file: {e}", args.truth.display()))?;
-    let a = std::fs::read_to_string(&args.alerts).map_err(|e| format!("cannot read {}: {e}", args.alerts.display()))?;
+    let t = std::fs::read_to_string(&args.truth)
+        .map_err(|e| format!("cannot read {}: {e}", args.truth.display()))?;
+    let truth: Truth = serde_json::from_str(&t)
+        .map_err(|e| format!("{}: not a truth file: {e}", args.truth.display()))?;
+    let a = std::fs::read_to_string(&args.alerts)
+        .map_err(|e| format!("cannot read {}: {e}", args.alerts.display()))?;
     let (groups, bad) = group_alerts(&a);
     if bad > 0 {
         eprintln!("portent score: skipped {bad} alert lines without analytic, src_ip or a valid timestamp");
@@ -227,7 +308,10 @@ pub fn run_score(args: &ScoreArgs) -> Result<bool, String> {
     print!("{}", report(&sc));
     let ok = passes(&sc, args.min_recall, args.min_precision);
     if !ok {
-        println!("\nFAIL: below --min-recall {:?} / --min-precision {:?}", args.min_recall, args.min_precision);
+        println!(
+            "\nFAIL: below --min-recall {:?} / --min-precision {:?}",
+            args.min_recall, args.min_precision
+        );
     }
     Ok(ok)
 }
@@ -242,7 +326,11 @@ mod tests {
             id: id.into(),
             technique: technique.into(),
             analytic: analytic.into(),
-            host: TruthHost { ip: ip.into(), name: "h".into(), platform: "macos".into() },
+            host: TruthHost {
+                ip: ip.into(),
+                name: "h".into(),
+                platform: "macos".into(),
+            },
             external_ips: vec![dst.into()],
             ports: vec![port],
             start: "2026-11-20T10:00:00Z".into(),
@@ -252,30 +340,92 @@ mod tests {
     }
 
     fn truth(instances: Vec<Instance>) -> Truth {
-        Truth { generator: "t".into(), seed: 1, hosts: 1, hours: 1.0, scenarios: vec![], start: String::new(), end: String::new(), instances }
+        Truth {
+            generator: "t".into(),
+            seed: 1,
+            hosts: 1,
+            hours: 1.0,
+            scenarios: vec![],
+            start: String::new(),
+            end: String::new(),
+            instances,
+        }
     }
 
     fn alert(analytic: &str, src: &str, dst: &str, port: u16, ts: &str) -> String {
-        format!(r#"{{"timestamp":"{ts}","event_type":"alert","analytic":"{analytic}","src_ip":"{src}","dest_ip":"{dst}","dest_port":{port}}}"#)
+        format!(
+            r#"{{"timestamp":"{ts}","event_type":"alert","analytic":"{analytic}","src_ip":"{src}","dest_ip":"{dst}","dest_port":{port}}}"#
+        )
     }
 
     #[test]
     fn scores_recall_precision_and_dedup() {
         let t = truth(vec![
-            inst("a", "T1568.003", "dns_calculated_port", "10.1.0.2", "71.63.201.9", 18239),
-            inst("b", "T1029", "periodic_transfer", "10.1.0.3", "5.6.7.8", 443),
-            inst("c", "T1030", "fixed_size_transfer", "10.1.0.4", "9.9.9.9", 443),
+            inst(
+                "a",
+                "T1568.003",
+                "dns_calculated_port",
+                "10.1.0.2",
+                "71.63.201.9",
+                18239,
+            ),
+            inst(
+                "b",
+                "T1029",
+                "periodic_transfer",
+                "10.1.0.3",
+                "5.6.7.8",
+                443,
+            ),
+            inst(
+                "c",
+                "T1030",
+                "fixed_size_transfer",
+                "10.1.0.4",
+                "9.9.9.9",
+                443,
+            ),
         ]);
         let lines = [
             // true, twice (deduplicated)
-            alert("dns_calculated_port", "10.1.0.2", "71.63.201.9", 18239, "2026-11-20T10:05:00Z"),
-            alert("dns_calculated_port", "10.1.0.2", "71.63.201.9", 18239, "2026-11-20T10:50:00Z"),
+            alert(
+                "dns_calculated_port",
+                "10.1.0.2",
+                "71.63.201.9",
+                18239,
+                "2026-11-20T10:05:00Z",
+            ),
+            alert(
+                "dns_calculated_port",
+                "10.1.0.2",
+                "71.63.201.9",
+                18239,
+                "2026-11-20T10:50:00Z",
+            ),
             // true by port although the address differs
-            alert("unusual_dns_nonstandard_port", "10.1.0.2", "1.2.3.4", 18239, "2026-11-20T10:06:00Z"),
+            alert(
+                "unusual_dns_nonstandard_port",
+                "10.1.0.2",
+                "1.2.3.4",
+                18239,
+                "2026-11-20T10:06:00Z",
+            ),
             // right host and port 443, wrong address: web port alone does not match
-            alert("periodic_transfer", "10.1.0.3", "1.1.1.1", 443, "2026-11-20T10:30:00Z"),
+            alert(
+                "periodic_transfer",
+                "10.1.0.3",
+                "1.1.1.1",
+                443,
+                "2026-11-20T10:30:00Z",
+            ),
             // right everything but after end + slack
-            alert("fixed_size_transfer", "10.1.0.4", "9.9.9.9", 443, "2026-11-20T11:10:00Z"),
+            alert(
+                "fixed_size_transfer",
+                "10.1.0.4",
+                "9.9.9.9",
+                443,
+                "2026-11-20T11:10:00Z",
+            ),
             "not json".to_string(),
         ];
         let (groups, bad) = group_alerts(&lines.join("\n"));
@@ -283,8 +433,14 @@ mod tests {
         let sc = score(&t, &groups, &[], 120.0);
         assert_eq!(sc.overall.0, Ratio { num: 1, den: 3 });
         assert_eq!(sc.overall.1, Ratio { num: 2, den: 4 });
-        assert_eq!(sc.by_technique["T1568.003"], (Ratio { num: 1, den: 1 }, Ratio { num: 2, den: 2 }));
-        assert_eq!(sc.by_analytic["unusual_dns_nonstandard_port"].1, Ratio { num: 1, den: 1 });
+        assert_eq!(
+            sc.by_technique["T1568.003"],
+            (Ratio { num: 1, den: 1 }, Ratio { num: 2, den: 2 })
+        );
+        assert_eq!(
+            sc.by_analytic["unusual_dns_nonstandard_port"].1,
+            Ratio { num: 1, den: 1 }
+        );
         assert_eq!(sc.false_groups.len(), 2);
         assert!(passes(&sc, Some(0.0), Some(0.0)));
         // T1029 and T1030 were missed: any positive recall threshold fails.
@@ -298,7 +454,13 @@ mod tests {
     fn empty_sets_never_fail() {
         let sc = score(&truth(vec![]), &[], &[], 120.0);
         assert!(passes(&sc, Some(1.0), Some(1.0)));
-        let (g, _) = group_alerts(&alert("periodic_transfer", "10.1.0.3", "5.6.7.8", 443, "2026-11-20T10:00:00Z"));
+        let (g, _) = group_alerts(&alert(
+            "periodic_transfer",
+            "10.1.0.3",
+            "5.6.7.8",
+            443,
+            "2026-11-20T10:00:00Z",
+        ));
         let sc = score(&truth(vec![]), &g, &[], 120.0);
         assert!(!passes(&sc, None, Some(0.5)));
     }

@@ -23,7 +23,10 @@ fn gen(dir: &Path, seed: u64, hosts: usize, hours: f64, scenarios: &[&str]) -> S
 }
 
 fn files(dir: &Path) -> Vec<Vec<u8>> {
-    ["traffic.pcap", "edr.jsonl", "truth.json"].iter().map(|f| std::fs::read(dir.join(f)).unwrap()).collect()
+    ["traffic.pcap", "edr.jsonl", "truth.json"]
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .collect()
 }
 
 fn load_truth(dir: &Path) -> Truth {
@@ -32,7 +35,11 @@ fn load_truth(dir: &Path) -> Truth {
 
 #[test]
 fn same_seed_same_bytes_other_seed_differs() {
-    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     gen(a.path(), 7, 5, 0.1, &[]);
     gen(b.path(), 7, 5, 0.1, &[]);
     gen(c.path(), 8, 5, 0.1, &[]);
@@ -48,7 +55,12 @@ fn same_seed_same_bytes_other_seed_differs() {
 fn scenario_selection() {
     assert!(scenarios::parse(&["none".into()]).unwrap().is_empty());
     assert_eq!(scenarios::parse(&[]).unwrap().len(), 5);
-    assert_eq!(scenarios::parse(&["periodic,dns-calc".into()]).unwrap().len(), 2);
+    assert_eq!(
+        scenarios::parse(&["periodic,dns-calc".into()])
+            .unwrap()
+            .len(),
+        2
+    );
     assert!(scenarios::parse(&["bogus".into()]).is_err());
     let d = tempfile::tempdir().unwrap();
     let s = gen(d.path(), 3, 4, 0.05, &["none"]);
@@ -56,7 +68,10 @@ fn scenario_selection() {
     assert!(s.packets > 100);
     let d = tempfile::tempdir().unwrap();
     gen(d.path(), 3, 6, 0.2, &["periodic"]);
-    assert!(load_truth(d.path()).instances.iter().all(|i| i.technique == "T1029"));
+    assert!(load_truth(d.path())
+        .instances
+        .iter()
+        .all(|i| i.technique == "T1029"));
 }
 
 #[test]
@@ -66,7 +81,8 @@ fn pcap_is_time_ordered_and_instances_are_complete() {
     let pcap = std::fs::read(d.path().join("traffic.pcap")).unwrap();
     let (mut off, mut last, mut n) = (24usize, 0u64, 0u64);
     while off + 16 <= pcap.len() {
-        let r = |i: usize| u32::from_le_bytes(pcap[off + i..off + i + 4].try_into().unwrap()) as u64;
+        let r =
+            |i: usize| u32::from_le_bytes(pcap[off + i..off + i + 4].try_into().unwrap()) as u64;
         let ts = r(0) * 1_000_000_000 + r(4);
         let (cap, wire) = (r(8) as usize, r(12) as usize);
         assert!(ts >= last, "packet {n} goes back in time");
@@ -78,10 +94,15 @@ fn pcap_is_time_ordered_and_instances_are_complete() {
     assert_eq!(off, pcap.len());
     assert_eq!(n, s.packets);
     let t = load_truth(d.path());
-    let scen: std::collections::HashSet<&str> = t.instances.iter().map(|i| i.scenario.as_str()).collect();
+    let scen: std::collections::HashSet<&str> =
+        t.instances.iter().map(|i| i.scenario.as_str()).collect();
     assert_eq!(scen.len(), 5, "every scenario planted: {scen:?}");
     for i in &t.instances {
-        assert!(!i.connections.is_empty() && !i.external_ips.is_empty() && !i.ports.is_empty(), "{}", i.id);
+        assert!(
+            !i.connections.is_empty() && !i.external_ips.is_empty() && !i.ports.is_empty(),
+            "{}",
+            i.id
+        );
         assert!(Ts::parse_rfc3339(&i.start).unwrap() <= Ts::parse_rfc3339(&i.end).unwrap());
         assert!(i.process.is_some() && i.user.is_some());
         if i.host.platform == "esxi" {
@@ -105,32 +126,58 @@ fn edr_feed_is_canonical() {
         last = ts;
         let cat = v["event"]["category"].as_str().unwrap().to_string();
         if cat == "network" {
-            assert!(v["process"]["pid"].is_u64() && v["user"]["name"].is_string() && v["source"]["port"].is_u64());
-            conns.insert((v["source"]["ip"].as_str().unwrap().to_string(), v["destination"]["ip"].as_str().unwrap().to_string(), v["destination"]["port"].as_u64().unwrap() as u16));
+            assert!(
+                v["process"]["pid"].is_u64()
+                    && v["user"]["name"].is_string()
+                    && v["source"]["port"].is_u64()
+            );
+            conns.insert((
+                v["source"]["ip"].as_str().unwrap().to_string(),
+                v["destination"]["ip"].as_str().unwrap().to_string(),
+                v["destination"]["port"].as_u64().unwrap() as u16,
+            ));
         }
         if cat == "host" && v.get("vm").is_some() {
             assert!(v["vm"]["mac"].as_str().unwrap().starts_with("00:50:56"));
             *kinds.entry("vm".into()).or_default() += 1;
         }
         if v.get("launchd").is_some() {
-            assert!(matches!(v["launchd"]["kind"].as_str(), Some("agent" | "daemon")));
+            assert!(matches!(
+                v["launchd"]["kind"].as_str(),
+                Some("agent" | "daemon")
+            ));
         }
         *kinds.entry(cat).or_default() += 1;
     }
     for k in ["host", "process", "network", "vm"] {
-        assert!(kinds.get(k).copied().unwrap_or(0) > 0, "no {k} events: {kinds:?}");
+        assert!(
+            kinds.get(k).copied().unwrap_or(0) > 0,
+            "no {k} events: {kinds:?}"
+        );
     }
     // The deviating process sits on an EDR-covered Mac: its connections are in the feed.
     let t = load_truth(d.path());
-    let nb = t.instances.iter().find(|i| i.scenario == "nonbrowser").expect("nonbrowser instance");
+    let nb = t
+        .instances
+        .iter()
+        .find(|i| i.scenario == "nonbrowser")
+        .expect("nonbrowser instance");
     for c in &nb.connections {
-        assert!(conns.contains(&(nb.host.ip.clone(), c.dest_ip.clone(), c.dest_port)), "{c:?} missing in EDR");
+        assert!(
+            conns.contains(&(nb.host.ip.clone(), c.dest_ip.clone(), c.dest_port)),
+            "{c:?} missing in EDR"
+        );
     }
 }
 
 /// `Some(())` when tshark runs; without it the test fails in CI and is skipped elsewhere.
 fn tshark_available() -> Option<()> {
-    if Command::new("tshark").arg("-v").output().map(|o| o.status.success()).unwrap_or(false) {
+    if Command::new("tshark")
+        .arg("-v")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+    {
         return Some(());
     }
     if std::env::var_os("CI").is_some() {
@@ -141,8 +188,15 @@ fn tshark_available() -> Option<()> {
 }
 
 fn tshark(args: &[&str]) -> String {
-    let o = Command::new("tshark").args(args).output().expect("run tshark");
-    assert!(o.status.success(), "tshark failed: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("tshark")
+        .args(args)
+        .output()
+        .expect("run tshark");
+    assert!(
+        o.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -152,8 +206,25 @@ fn tshark_finds_no_malformed_packets() {
     let d = tempfile::tempdir().unwrap();
     gen(d.path(), 21, 24, 0.2, &[]);
     let f = d.path().join("traffic.pcap");
-    let bad = tshark(&["-r", f.to_str().unwrap(), "-Y", "_ws.malformed || _ws.expert.severity >= error", "-T", "fields", "-e", "frame.number", "-e", "_ws.col.Protocol", "-e", "_ws.expert.message"]);
-    assert!(bad.trim().is_empty(), "malformed packets:\n{}", bad.lines().take(20).collect::<Vec<_>>().join("\n"));
+    let bad = tshark(&[
+        "-r",
+        f.to_str().unwrap(),
+        "-Y",
+        "_ws.malformed || _ws.expert.severity >= error",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "_ws.col.Protocol",
+        "-e",
+        "_ws.expert.message",
+    ]);
+    assert!(
+        bad.trim().is_empty(),
+        "malformed packets:\n{}",
+        bad.lines().take(20).collect::<Vec<_>>().join("\n")
+    );
 }
 
 struct Row {
@@ -184,10 +255,31 @@ fn truth_matches_the_wire() {
     gen(d.path(), 33, 10, 0.3, &[]);
     let f = d.path().join("traffic.pcap");
     let fields = [
-        "frame.time_epoch", "ip.src", "ip.dst", "tcp.dstport", "udp.dstport", "tcp.flags.syn", "tcp.flags.ack",
-        "tcp.len", "tcp.stream", "dns.flags.response", "dns.qry.name", "dns.a",
+        "frame.time_epoch",
+        "ip.src",
+        "ip.dst",
+        "tcp.dstport",
+        "udp.dstport",
+        "tcp.flags.syn",
+        "tcp.flags.ack",
+        "tcp.len",
+        "tcp.stream",
+        "dns.flags.response",
+        "dns.qry.name",
+        "dns.a",
     ];
-    let mut args = vec!["-r", f.to_str().unwrap(), "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"];
+    let mut args = vec![
+        "-r",
+        f.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ];
     for x in &fields {
         args.push("-e");
         args.push(x);
@@ -208,7 +300,11 @@ fn truth_matches_the_wire() {
                 stream: g(8).parse().ok(),
                 dns_resp: flag(g(9)),
                 qname: g(10).to_string(),
-                answers: g(11).split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                answers: g(11)
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
             }
         })
         .collect();
@@ -220,28 +316,59 @@ fn truth_matches_the_wire() {
         let mut syn_times = Vec::new();
         for c in &inst.connections {
             let tc = secs(&c.start);
-            assert!(tc >= start - 1e-6 && tc <= end + 1e-6, "{}: connection outside the span", inst.id);
+            assert!(
+                tc >= start - 1e-6 && tc <= end + 1e-6,
+                "{}: connection outside the span",
+                inst.id
+            );
             let syn = rows
                 .iter()
-                .find(|r| r.syn_only && r.src == *host && r.dst == c.dest_ip && r.dport == c.dest_port && (r.t - tc).abs() < 1e-5)
+                .find(|r| {
+                    r.syn_only
+                        && r.src == *host
+                        && r.dst == c.dest_ip
+                        && r.dport == c.dest_port
+                        && (r.t - tc).abs() < 1e-5
+                })
                 .unwrap_or_else(|| panic!("{}: no SYN for {c:?}", inst.id));
             syn_times.push(syn.t);
-            let sent: u64 = rows.iter().filter(|r| r.stream == syn.stream && r.src == *host).map(|r| r.tlen).sum();
+            let sent: u64 = rows
+                .iter()
+                .filter(|r| r.stream == syn.stream && r.src == *host)
+                .map(|r| r.tlen)
+                .sum();
             assert_eq!(sent, c.bytes_out, "{}: bytes out of {c:?}", inst.id);
             if !inst.dns.is_empty() {
                 // The name was answered before the connection.
                 let ans = rows
                     .iter()
-                    .filter(|r| r.dns_resp && r.dst == *host && inst.domains.contains(&r.qname) && r.t < syn.t)
-                    .last()
+                    .rev()
+                    .find(|r| {
+                        r.dns_resp
+                            && r.dst == *host
+                            && inst.domains.contains(&r.qname)
+                            && r.t < syn.t
+                    })
                     .unwrap_or_else(|| panic!("{}: no DNS answer before {c:?}", inst.id));
                 if inst.scenario == "dns-calc" {
                     let gap = syn.t - ans.t;
-                    assert!((0.19..=20.01).contains(&gap), "{}: connect {gap:.3} s after the answer", inst.id);
+                    assert!(
+                        (0.19..=20.01).contains(&gap),
+                        "{}: connect {gap:.3} s after the answer",
+                        inst.id
+                    );
                     let fname = inst.params["formula"].as_str().unwrap();
-                    let formula = PortFormula::ALL.into_iter().find(|f| f.name() == fname).unwrap();
+                    let formula = PortFormula::ALL
+                        .into_iter()
+                        .find(|f| f.name() == fname)
+                        .unwrap();
                     let a: std::net::Ipv4Addr = ans.answers[0].parse().unwrap();
-                    assert_eq!(formula.apply(a), c.dest_port as u32, "{}: port is not {fname} of {a}", inst.id);
+                    assert_eq!(
+                        formula.apply(a),
+                        c.dest_port as u32,
+                        "{}: port is not {fname} of {a}",
+                        inst.id
+                    );
                     if inst.variant == "calculated-port" {
                         assert_eq!(c.dest_ip, ans.answers[0]);
                     } else {
@@ -256,7 +383,12 @@ fn truth_matches_the_wire() {
                 if inst.variant == "connection-per-chunk" {
                     let n = inst.connections.len();
                     for (k, c) in inst.connections.iter().enumerate() {
-                        assert!(c.bytes_out == chunk || (k == n - 1 && c.bytes_out < chunk), "{}: chunk {k} is {}", inst.id, c.bytes_out);
+                        assert!(
+                            c.bytes_out == chunk || (k == n - 1 && c.bytes_out < chunk),
+                            "{}: chunk {k} is {}",
+                            inst.id,
+                            c.bytes_out
+                        );
                     }
                 } else {
                     let msgs = inst.params["messages"].as_u64().unwrap();
@@ -269,11 +401,19 @@ fn truth_matches_the_wire() {
                 iv.sort_by(|a, b| a.partial_cmp(b).unwrap());
                 if iv.len() >= 3 {
                     let median = iv[iv.len() / 2];
-                    assert!(median > 0.55 * period && median < 1.5 * period, "{}: median interval {median:.1} s for period {period:.1} s", inst.id);
+                    assert!(
+                        median > 0.55 * period && median < 1.5 * period,
+                        "{}: median interval {median:.1} s for period {period:.1} s",
+                        inst.id
+                    );
                 }
                 let sizes: Vec<u64> = inst.connections.iter().map(|c| c.bytes_out).collect();
                 let distinct: std::collections::HashSet<_> = sizes.iter().collect();
-                assert!(sizes.len() < 3 || distinct.len() > sizes.len() / 2, "{}: periodic beats should vary in size", inst.id);
+                assert!(
+                    sizes.len() < 3 || distinct.len() > sizes.len() / 2,
+                    "{}: periodic beats should vary in size",
+                    inst.id
+                );
             }
             _ => {}
         }

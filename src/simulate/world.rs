@@ -103,16 +103,17 @@ const MAC_USERS: &[&str] = &[
 pub const WORDS: &[&str] = &[
     "alpha", "amber", "atlas", "beacon", "birch", "blue", "bright", "cedar", "cloud", "coral",
     "crest", "delta", "ember", "field", "flux", "forge", "frost", "grid", "harbor", "helix",
-    "iris", "jade", "kite", "lumen", "maple", "metro", "nova", "nimbus", "orbit", "pixel",
-    "prism", "quartz", "river", "sage", "signal", "solar", "spark", "stone", "terra", "tide",
-    "vector", "vista", "wave", "zen",
+    "iris", "jade", "kite", "lumen", "maple", "metro", "nova", "nimbus", "orbit", "pixel", "prism",
+    "quartz", "river", "sage", "signal", "solar", "spark", "stone", "terra", "tide", "vector",
+    "vista", "wave", "zen",
 ];
 
 impl World {
     pub fn new(rng: &mut Rng, hosts: usize, hours: f64) -> World {
         // A weekday morning in late 2026, shifted by the seed.
         let base = Ts::parse_rfc3339("2026-11-16T07:00:00Z").unwrap_or(Ts::ZERO);
-        let start = Ts(base.0 + rng.range(0, 4 * 86_400) as i64 * 1_000_000_000
+        let start = Ts(base.0
+            + rng.range(0, 4 * 86_400) as i64 * 1_000_000_000
             + rng.range(0, 3600 * 1000) as i64 * 1_000_000);
         let end = Ts(start.0 + (hours * 3600.0 * 1e9) as i64);
         let mut w = World {
@@ -123,7 +124,14 @@ impl World {
             names: Vec::new(),
             name_idx: HashMap::new(),
             resolvers: vec![Ipv4Addr::new(10, 0, 0, 53), Ipv4Addr::new(10, 0, 0, 54)],
-            gateway_mac: [0x00, 0x1c, 0x73, rng.next_u32() as u8, rng.next_u32() as u8, 0x01],
+            gateway_mac: [
+                0x00,
+                0x1c,
+                0x73,
+                rng.next_u32() as u8,
+                rng.next_u32() as u8,
+                0x01,
+            ],
             used_v4: HashSet::new(),
         };
         w.make_hosts(rng, hosts.max(1));
@@ -179,11 +187,20 @@ impl World {
                         name: format!("mac-{nm:02}"),
                         platform: p,
                         ip4: Ipv4Addr::new(10, 1, (nm / 250) as u8, (nm % 250) as u8 + 2),
-                        ip6: rng.chance(0.5).then(|| Ipv6Addr::new(0xfd00, 0x1, 0, 0, 0, 0, 0, nm as u16 + 2)),
+                        ip6: rng
+                            .chance(0.5)
+                            .then(|| Ipv6Addr::new(0xfd00, 0x1, 0, 0, 0, 0, 0, nm as u16 + 2)),
                         mac: [0xa4, 0x83, 0xe7, m[0], m[1], m[2]],
                         vlan: None,
                         edr,
-                        user: format!("{user}{}", if nm as usize > MAC_USERS.len() { nm.to_string() } else { String::new() }),
+                        user: format!(
+                            "{user}{}",
+                            if nm as usize > MAC_USERS.len() {
+                                nm.to_string()
+                            } else {
+                                String::new()
+                            }
+                        ),
                         desktop: true,
                         esxi: None,
                         resolver,
@@ -194,14 +211,24 @@ impl World {
                     nl += 1;
                     let desktop = nl % 2 == 1;
                     Host {
-                        name: if desktop { format!("ws-{nl:02}") } else { format!("build-{nl:02}") },
+                        name: if desktop {
+                            format!("ws-{nl:02}")
+                        } else {
+                            format!("build-{nl:02}")
+                        },
                         platform: p,
                         ip4: Ipv4Addr::new(10, 2, (nl / 250) as u8, (nl % 250) as u8 + 2),
-                        ip6: rng.chance(0.3).then(|| Ipv6Addr::new(0xfd00, 0x2, 0, 0, 0, 0, 0, nl as u16 + 2)),
+                        ip6: rng
+                            .chance(0.3)
+                            .then(|| Ipv6Addr::new(0xfd00, 0x2, 0, 0, 0, 0, 0, nl as u16 + 2)),
                         mac: [0x52, 0x54, 0x00, m[0], m[1], m[2]],
                         vlan: Some(20),
                         edr,
-                        user: if desktop { MAC_USERS[(nl as usize + 7) % MAC_USERS.len()].to_string() } else { "deploy".into() },
+                        user: if desktop {
+                            MAC_USERS[(nl as usize + 7) % MAC_USERS.len()].to_string()
+                        } else {
+                            "deploy".into()
+                        },
                         desktop,
                         esxi: None,
                         resolver,
@@ -212,7 +239,10 @@ impl World {
                     nv += 1;
                     let role = WORDS[rng.below(WORDS.len() as u64) as usize];
                     Host {
-                        name: format!("{}-{nv}", ["db", "app", "web", "cache", role][nv as usize % 5]),
+                        name: format!(
+                            "{}-{nv}",
+                            ["db", "app", "web", "cache", role][nv as usize % 5]
+                        ),
                         platform: Platform::EsxiVm,
                         ip4: Ipv4Addr::new(10, 3, 1 + (nv / 250) as u8, (nv % 250) as u8 + 2),
                         ip6: None,
@@ -261,7 +291,11 @@ impl World {
     pub fn public_v6(rng: &mut Rng) -> Ipv6Addr {
         let prefixes = [0x2606u16, 0x2a00, 0x2a03, 0x2600, 0x2a04, 0x2001];
         let p = *rng.pick(&prefixes);
-        let second = if p == 0x2001 { 0x4860 } else { rng.range(0x1000, 0xfff0) as u16 };
+        let second = if p == 0x2001 {
+            0x4860
+        } else {
+            rng.range(0x1000, 0xfff0) as u16
+        };
         Ipv6Addr::new(
             p,
             second,
@@ -294,7 +328,11 @@ impl World {
             return id;
         }
         let v4 = self.public_block(rng, n);
-        let v6 = if rng.chance(0.5) { vec![Self::public_v6(rng)] } else { Vec::new() };
+        let v6 = if rng.chance(0.5) {
+            vec![Self::public_v6(rng)]
+        } else {
+            Vec::new()
+        };
         let rec = NameRec {
             name: name.to_string(),
             cnames: Vec::new(),
@@ -313,11 +351,16 @@ impl World {
         if let Some(id) = self.name_id(name) {
             return id;
         }
-        let tag: String = (0..8).map(|_| (b'a' + rng.below(26) as u8) as char).collect();
+        let tag: String = (0..8)
+            .map(|_| (b'a' + rng.below(26) as u8) as char)
+            .collect();
         let num = rng.range(1000, 9999);
         let cnames = match rng.below(3) {
             0 => vec![format!("d{tag}.cloudfront.net")],
-            1 => vec![format!("{name}.edgekey.net"), format!("e{num}.a.akamaiedge.net")],
+            1 => vec![
+                format!("{name}.edgekey.net"),
+                format!("e{num}.a.akamaiedge.net"),
+            ],
             _ => vec![format!("dualstack.{tag}.map.fastly.net")],
         };
         let n = rng.range(4, 8) as usize;
@@ -344,7 +387,12 @@ impl World {
         let rec = NameRec {
             name: name.to_string(),
             cnames: Vec::new(),
-            v4: vec![Ipv4Addr::new(10, 9, rng.range(0, 3) as u8, rng.range(2, 250) as u8)],
+            v4: vec![Ipv4Addr::new(
+                10,
+                9,
+                rng.range(0, 3) as u8,
+                rng.range(2, 250) as u8,
+            )],
             v6: Vec::new(),
             ttl: 300,
             per_answer: 1,
@@ -372,8 +420,13 @@ impl World {
         launchd: Option<Launchd>,
         started: Ts,
     ) -> usize {
-        let parent_pid = if parent == "launchd" || parent == "systemd" { 1 } else { rng.range(300, 30000) as u32 };
-        let signed = (self.hosts[host].platform == Platform::Macos).then(|| !exe.starts_with("/Users/") && !exe.starts_with("/tmp"));
+        let parent_pid = if parent == "launchd" || parent == "systemd" {
+            1
+        } else {
+            rng.range(300, 30000) as u32
+        };
+        let signed = (self.hosts[host].platform == Platform::Macos)
+            .then(|| !exe.starts_with("/Users/") && !exe.starts_with("/tmp"));
         self.add_proc(Proc {
             host,
             pid: rng.range(300, 99_000) as u32,
@@ -388,11 +441,16 @@ impl World {
     }
 
     pub fn mac_of(&self, ip: IpAddr) -> Option<[u8; 6]> {
-        self.hosts.iter().find(|h| IpAddr::V4(h.ip4) == ip || h.ip6.map(IpAddr::V6) == Some(ip)).map(|h| h.mac)
+        self.hosts
+            .iter()
+            .find(|h| IpAddr::V4(h.ip4) == ip || h.ip6.map(IpAddr::V6) == Some(ip))
+            .map(|h| h.mac)
     }
 
     pub fn hosts_of(&self, p: Platform) -> Vec<usize> {
-        (0..self.hosts.len()).filter(|&i| self.hosts[i].platform == p).collect()
+        (0..self.hosts.len())
+            .filter(|&i| self.hosts[i].platform == p)
+            .collect()
     }
 
     /// Inside the monitored network (RFC 1918 or our ULA prefix).
@@ -413,7 +471,11 @@ pub fn launchd_agent(user: &str, label: &str) -> Launchd {
 }
 
 pub fn launchd_daemon(label: &str, system: bool) -> Launchd {
-    let dir = if system { "/System/Library/LaunchDaemons" } else { "/Library/LaunchDaemons" };
+    let dir = if system {
+        "/System/Library/LaunchDaemons"
+    } else {
+        "/Library/LaunchDaemons"
+    };
     Launchd {
         label: label.to_string(),
         plist: format!("{dir}/{label}.plist"),
