@@ -510,17 +510,18 @@ impl FrameBuilder {
         }
     }
 
-    fn fill_payload(&mut self, flow: &Flow, blobs: &[Vec<u8>], p: &Pkt) {
+    /// Fills the first `keep` payload bytes of `p` (all of them unless snapped).
+    fn fill_payload(&mut self, flow: &Flow, blobs: &[Vec<u8>], p: &Pkt, keep: u32) {
         self.payload.clear();
         match p.content {
             Content::None => {}
             Content::Blob { idx, off } => {
                 let b = &blobs[idx as usize];
                 let s = off as usize;
-                self.payload.extend_from_slice(&b[s..s + p.len as usize]);
+                self.payload.extend_from_slice(&b[s..s + keep as usize]);
             }
             Content::Msg { off, total } => {
-                let mut need = p.len as usize;
+                let mut need = keep as usize;
                 let mut at = (flow.filler_off as usize + off as usize) % FILLER_LEN;
                 while need > 0 {
                     let n = need.min(FILLER_LEN - at);
@@ -535,10 +536,11 @@ impl FrameBuilder {
                 }
                 if flow.style == Style::PktLine && p.len >= 4 {
                     let h = format!("{:04x}", p.len);
-                    self.payload[..4].copy_from_slice(h.as_bytes());
+                    let h = &h[..keep.min(4) as usize];
+                    self.payload[..h.len()].copy_from_slice(h.as_bytes());
                 }
                 if flow.style == Style::Tls && total > 5 {
-                    let (lo, hi) = (off, off + p.len);
+                    let (lo, hi) = (off, off + keep);
                     let payload = &mut self.payload;
                     tls_records(total, |start, len| {
                         let hdr = [0x17, 0x03, 0x03, (len >> 8) as u8, len as u8];
@@ -556,7 +558,13 @@ impl FrameBuilder {
 
     /// Builds the frame of `p` into `self.frame`; returns (captured length, wire length).
     pub fn build(&mut self, flow: &Flow, blobs: &[Vec<u8>], p: &Pkt) -> (usize, usize) {
-        self.fill_payload(flow, blobs, p);
+        // Snapped packets: only the captured bytes are built; lengths are patched below.
+        let keep = if flow.snap > 0 && p.len > flow.snap as u32 {
+            flow.snap as u32
+        } else {
+            p.len
+        };
+        self.fill_payload(flow, blobs, p, keep);
         let (smac, dmac, src, dst, sport, dport, ttl, win) = if p.from_client {
             (
                 flow.cmac,
@@ -595,7 +603,6 @@ impl FrameBuilder {
             },
         };
         self.frame.clear();
-        let hdr_len;
         if flow.tcp {
             let mut t = ip.tcp(sport, dport, p.seq, win);
             if p.flags & SYN != 0 {
@@ -624,20 +631,16 @@ impl FrameBuilder {
             if p.flags & RST != 0 {
                 t = t.rst();
             }
-            hdr_len = t.size(0);
             t.write(&mut self.frame, &self.payload).expect("frame fits");
         } else {
             let u = ip.udp(sport, dport);
-            hdr_len = u.size(0);
             u.write(&mut self.frame, &self.payload).expect("frame fits");
         }
-        let wire = self.frame.len();
-        let cap = if flow.snap > 0 && p.len > flow.snap as u32 {
-            hdr_len + flow.snap as usize
-        } else {
-            wire
-        };
-        (cap, wire)
+        let extra = (p.len - keep) as usize;
+        if extra > 0 {
+            patch_lengths(&mut self.frame, flow.vlan.is_some(), flow.tcp, extra as u16);
+        }
+        (self.frame.len(), self.frame.len() + extra)
     }
 }
 
@@ -670,6 +673,37 @@ fn http_head(request: bool, total: u32) -> Vec<u8> {
     Vec::new()
 }
 
+/// Grows the IP (and UDP) length fields by `extra` uncaptured payload bytes, so the
+/// headers tell the true size. The transport checksum covers only what was built; nobody
+/// can verify it without the missing bytes.
+fn patch_lengths(frame: &mut [u8], vlan: bool, tcp: bool, extra: u16) {
+    let l3 = if vlan { 18 } else { 14 };
+    let add = |f: &mut [u8], at: usize| {
+        let v = u16::from_be_bytes([f[at], f[at + 1]]).wrapping_add(extra);
+        f[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    };
+    let l4 = if frame[l3] >> 4 == 4 {
+        let ihl = (frame[l3] & 0x0f) as usize * 4;
+        add(frame, l3 + 2);
+        frame[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
+        let mut sum: u32 = frame[l3..l3 + ihl]
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        frame[l3 + 10..l3 + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        l3 + ihl
+    } else {
+        add(frame, l3 + 4);
+        l3 + 40
+    };
+    if !tcp {
+        add(frame, l4 + 4);
+    }
+}
+
 fn v6(a: IpAddr) -> [u8; 16] {
     match a {
         IpAddr::V6(x) => x.octets(),
@@ -680,6 +714,55 @@ fn v6(a: IpAddr) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapped_frames_keep_true_lengths() {
+        let mut r = Rendered::default();
+        let flow = Flow {
+            client: "10.1.0.2".parse().unwrap(),
+            server: "93.184.216.34".parse().unwrap(),
+            cport: 50000,
+            sport: 443,
+            tcp: true,
+            cmac: [2, 0, 0, 0, 0, 1],
+            smac: [2, 0, 0, 0, 0, 2],
+            vlan: Some(10),
+            cttl: 64,
+            sttl: 52,
+            style: Style::Tls,
+            snap: 96,
+            filler_off: 0,
+        };
+        let f = r.add_flow(flow.clone());
+        let mut fb = FrameBuilder::new();
+        let p = Pkt {
+            ts: 0,
+            flow: f,
+            from_client: false,
+            flags: ACK,
+            seq: 1,
+            ack: 1,
+            len: 1460,
+            content: Content::Msg {
+                off: 0,
+                total: 5000,
+            },
+        };
+        let (cap, wire) = fb.build(&flow, &r.blobs, &p);
+        assert_eq!(wire, 18 + 20 + 20 + 1460);
+        assert_eq!(cap, 18 + 20 + 20 + 96);
+        let h = etherparse::Ipv4HeaderSlice::from_slice(&fb.frame[18..]).unwrap();
+        assert_eq!(h.total_len(), 20 + 20 + 1460);
+        assert!(h.to_header().calc_header_checksum() == h.header_checksum());
+        let mut udp = flow.clone();
+        udp.tcp = false;
+        let (cap, wire) = fb.build(&udp, &r.blobs, &Pkt { len: 200, ..p });
+        assert_eq!((cap, wire), (18 + 28 + 96, 18 + 28 + 200));
+        assert_eq!(
+            u16::from_be_bytes([fb.frame[18 + 24], fb.frame[18 + 25]]),
+            208
+        );
+    }
 
     #[test]
     fn tls_records_cover_message() {
