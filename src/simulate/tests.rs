@@ -310,6 +310,32 @@ fn truth_matches_the_wire() {
         .collect();
     let t = load_truth(d.path());
     assert!(!t.instances.is_empty());
+    // Only planted DNS-calculation instances connect to a port derived from the address.
+    let calc: std::collections::HashSet<(String, String, u16)> = t
+        .instances
+        .iter()
+        .filter(|i| i.scenario == "dns-calc")
+        .flat_map(|i| {
+            i.connections
+                .iter()
+                .map(|c| (i.host.ip.clone(), c.dest_ip.clone(), c.dest_port))
+        })
+        .collect();
+    for r in rows
+        .iter()
+        .filter(|r| r.syn_only && !r.dst.is_empty() && !r.dst.starts_with("10."))
+    {
+        let a: std::net::Ipv4Addr = r.dst.parse().unwrap();
+        if super::calc::is_derived_port(a, r.dport) {
+            assert!(
+                calc.contains(&(r.src.clone(), r.dst.clone(), r.dport)),
+                "benign connection to a calculated port: {} -> {}:{}",
+                r.src,
+                r.dst,
+                r.dport
+            );
+        }
+    }
     for inst in &t.instances {
         let host = &inst.host.ip;
         let (start, end) = (secs(&inst.start), secs(&inst.end));

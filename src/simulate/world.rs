@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::calc::is_reserved_v4;
+use super::calc::{derived_ports, is_reserved_v4, STANDARD_PORTS};
 use super::rng::Rng;
 use crate::time::Ts;
 
@@ -261,11 +261,13 @@ impl World {
         }
     }
 
-    /// A fresh public IPv4 address that no other name uses.
+    /// A fresh public IPv4 address that no other name uses, from which no DNS-calculation
+    /// formula yields a service port: benign traffic to standard ports never looks
+    /// calculated, so only planted instances do.
     pub fn public_v4(&mut self, rng: &mut Rng) -> Ipv4Addr {
         loop {
             let a = Ipv4Addr::from(rng.next_u32());
-            if !is_reserved_v4(a) && self.used_v4.insert(a) {
+            if usable(a) && self.used_v4.insert(a) {
                 return a;
             }
         }
@@ -274,14 +276,19 @@ impl World {
     /// `n` addresses in one public /24 (a CDN edge or a provider's block).
     pub fn public_block(&mut self, rng: &mut Rng, n: usize) -> Vec<Ipv4Addr> {
         let base = u32::from(self.public_v4(rng)) & 0xffff_ff00;
-        let first = rng.range(2, 250 - n as u64) as u32;
-        (0..n as u32)
-            .map(|i| {
-                let a = Ipv4Addr::from(base | (first + i));
-                self.used_v4.insert(a);
-                a
-            })
-            .collect()
+        let first = rng.range(2, 120) as u32;
+        let mut out = Vec::with_capacity(n);
+        for i in first..255 {
+            let a = Ipv4Addr::from(base | i);
+            if out.len() < n && usable(a) && self.used_v4.insert(a) {
+                out.push(a);
+            }
+        }
+        while out.len() < n {
+            let a = self.public_v4(rng);
+            out.push(a);
+        }
+        out
     }
 
     pub fn claim_v4(&mut self, a: Ipv4Addr) -> bool {
@@ -460,6 +467,11 @@ impl World {
             IpAddr::V6(a) => (a.segments()[0] & 0xfe00) == 0xfc00,
         }
     }
+}
+
+fn usable(a: Ipv4Addr) -> bool {
+    !is_reserved_v4(a)
+        && !derived_ports(a).any(|p| p <= 65535 && STANDARD_PORTS.contains(&(p as u16)))
 }
 
 pub fn launchd_agent(user: &str, label: &str) -> Launchd {
