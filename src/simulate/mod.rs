@@ -1,15 +1,37 @@
 //! `portent simulate` (labelled traffic, EDR feed and ground truth) and `portent score`.
 //!
-//! The simulator builds a site (macOS, Linux, VMs on ESXi hosts, two internal
-//! resolvers), plans benign background activities ([`benign`]) and malicious scenario
-//! instances ([`scenarios`]) as episodes with start times, then merges them: episodes are
-//! rendered into packet records when the merge reaches their start, and a binary heap
-//! of per-episode cursors writes packets in timestamp order. Memory stays bounded by the
-//! episodes in flight, not by the capture length. Every draw comes from one seeded
-//! xoshiro256** ([`rng`]), so one seed gives byte-identical files.
+//! ```text
+//! portent simulate --seed N [--hosts 20] [--hours 2] [--scenario NAME]... --out DIR
+//! portent score --truth DIR/truth.json --alerts alerts.jsonl [--min-recall X] [--min-precision Y] [--technique T]...
+//! ```
 //!
-//! Outputs: `traffic.pcap` (classic pcap, nanosecond timestamps, Ethernet),
-//! `edr.jsonl` (canonical EDR feed) and `truth.json` ([`truth::Truth`]).
+//! The simulator builds a site ([`world`]: Macs, Linux hosts, VMs on ESXi hosts, two
+//! internal resolvers, RFC 1918 addresses, a share of 802.1Q tags and IPv6), plans benign
+//! background activities ([`benign`]) and malicious instances ([`scenarios`]) as episodes
+//! with start times, then merges them: an episode is rendered into packet records
+//! ([`plan`], [`render`]) when the merge reaches its start, and a binary heap of
+//! per-episode cursors writes packets in timestamp order. Memory is bounded by the
+//! episodes in flight, not by the capture length. Every draw comes from one seeded
+//! xoshiro256** ([`rng`]), forked per purpose, so one seed gives byte-identical files.
+//!
+//! On the wire: DNS over UDP (and some over TCP, length-prefixed) before named
+//! connections, CNAME chains and rotating multi-address CDN answers with low TTLs, TCP
+//! handshakes, data both ways with consistent seq/ack and delayed ACKs, FIN or RST
+//! teardown, UDP request/response. Bulk flows are written with a snap length (captured
+//! length < wire length, IP length true). Payloads are shaped per protocol (TLS records,
+//! HTTP/1.1, git pkt-lines, NTP, STUN, MQTT, WireGuard, ESP-in-UDP, OpenVPN, SSH banners,
+//! FTP) so that tshark dissects them without malformed packets.
+//!
+//! Outputs in DIR:
+//! * `traffic.pcap`: classic pcap, nanosecond timestamps (magic 0xa1b23c4d), Ethernet.
+//! * `edr.jsonl`: the canonical EDR feed ([`edr`]): host inventory (ESXi hosts with `vm`
+//!   objects), process starts, one `network` event per connection of an EDR-covered host
+//!   (about 80% of hosts), sorted by time.
+//! * `truth.json` ([`truth::Truth`]): every planted instance with technique, analytic,
+//!   host, external addresses, ports, domains, process/user/launchd/vm, scenario
+//!   parameters, and what the wire carried: `start`/`end` are the instance's first and
+//!   last packet, `connections` (SYN time, destination, bytes sent) and `dns` (answers).
+//!
 //! See [`score`] for how alerts are scored against the truth.
 
 pub mod benign;
