@@ -72,6 +72,8 @@ pub enum Kind {
     },
     /// FTP: control on 21, data to the port of the PASV reply.
     PassiveFtp { name: u32, mean_gap: f64 },
+    /// LAN discovery broadcasts of a fixed size (Dropbox LAN sync, UDP 17500).
+    LanBroadcast { port: u16, interval: f64 },
     /// Planned steps (malicious scenarios).
     Planned,
 }
@@ -345,6 +347,20 @@ impl Planner<'_> {
         let proc = self
             .world
             .proc(self.rng, host, pname, exe, user, parent, launchd, started);
+        self.schedule(host, proc, kind);
+    }
+
+    /// Another activity of the process added last (one app, several habits).
+    fn again(&mut self, host: usize, kind: Kind) {
+        let proc = self
+            .acts
+            .last()
+            .and_then(|a| a.proc)
+            .expect("a process was added");
+        self.schedule(host, proc, kind);
+    }
+
+    fn schedule(&mut self, host: usize, proc: usize, kind: Kind) {
         let act = self.acts.len() as u32;
         let (s, e) = (self.world.start.0, self.world.end.0);
         let secs = |x: f64| (x * 1e9) as i64;
@@ -367,7 +383,9 @@ impl Planner<'_> {
                     t += secs(period * (1.0 + self.rng.uniform(-jitter, *jitter)));
                 }
             }
-            Kind::Keepalive { .. } => times.push(s + secs(self.rng.uniform(0.0, 90.0))),
+            Kind::Keepalive { .. } | Kind::LanBroadcast { .. } => {
+                times.push(s + secs(self.rng.uniform(0.0, 90.0)))
+            }
             Kind::Planned => {}
         }
         for t in times {
@@ -591,13 +609,15 @@ pub fn plan(
                             chat: 0.05,
                         },
                     );
-                    p.add(
+                    p.again(
                         h,
-                        "Dropbox",
-                        "/Applications/Dropbox.app/Contents/MacOS/Dropbox",
-                        &user,
-                        "launchd",
-                        None,
+                        Kind::LanBroadcast {
+                            port: 17500,
+                            interval: 30.0,
+                        },
+                    );
+                    p.again(
+                        h,
                         Kind::Sessions {
                             names: vec![dropbox_up],
                             ports: vec![443],
@@ -1422,6 +1442,31 @@ pub fn build_steps(
             data.close = Close::ServerFin;
             steps.push(Step::Conn(ctl));
             steps.push(Step::Conn(data));
+        }
+        Kind::LanBroadcast { port, interval } => {
+            let hi = world.hosts[h].ip4.octets();
+            let dst = IpAddr::V4(Ipv4Addr::new(hi[0], hi[1], 255, 255));
+            let body = format!(
+                "{{\"host_int\": {}, \"version\": [2, 0], \"displayname\": \"\", \"port\": {port}, \"namespaces\": [{}, {}]}}",
+                rng.next_u64() >> 1,
+                rng.range(100_000_000, 999_999_999),
+                rng.range(100_000_000, 999_999_999)
+            )
+            .into_bytes();
+            let n = ((world.end.0 - start.0) as f64 / 1e9 / interval) as usize + 1;
+            let ex = (0..n)
+                .map(|i| {
+                    Exchange::new(
+                        if i == 0 { Dur::ZERO } else { secs(*interval) },
+                        Msg::Bytes(body.clone()),
+                        Msg::None,
+                    )
+                })
+                .collect();
+            let mut c = ConnStep::new(start, dst, *port, false, Style::Opaque, ex);
+            c.sport = Some(*port);
+            c.sttl = 64;
+            steps.push(Step::Conn(c));
         }
         Kind::Planned => {}
     }

@@ -229,7 +229,10 @@ pub fn render_steps(
                     (IpAddr::V6(_), Some(v6)) => IpAddr::V6(v6),
                     _ => IpAddr::V4(h.ip4),
                 };
-                let smac = if World::is_internal(c.dst) {
+                let broadcast = matches!(c.dst, IpAddr::V4(a) if a.octets()[2..] == [255, 255]);
+                let smac = if broadcast {
+                    [0xff; 6]
+                } else if World::is_internal(c.dst) {
                     world
                         .mac_of(c.dst)
                         .unwrap_or([0x00, 0x16, 0x3e, 0x10, 0x00, 0x01])
