@@ -445,3 +445,41 @@ fn truth_matches_the_wire() {
         }
     }
 }
+
+#[test]
+fn perfect_alerts_score_one_and_a_false_alert_fails_precision() {
+    let d = tempfile::tempdir().unwrap();
+    gen(d.path(), 17, 8, 0.2, &[]);
+    let t = load_truth(d.path());
+    let mut lines = Vec::new();
+    for i in &t.instances {
+        for c in &i.connections {
+            lines.push(
+                serde_json::json!({
+                    "timestamp": c.start, "event_type": "alert", "analytic": i.analytic,
+                    "attack": {"technique": i.technique}, "src_ip": i.host.ip,
+                    "dest_ip": c.dest_ip, "dest_port": c.dest_port, "proto": c.proto,
+                })
+                .to_string(),
+            );
+        }
+    }
+    let alerts = d.path().join("alerts.jsonl");
+    std::fs::write(&alerts, lines.join("\n")).unwrap();
+    let mut args = ScoreArgs {
+        truth: d.path().join("truth.json"),
+        alerts: alerts.clone(),
+        min_recall: Some(1.0),
+        min_precision: Some(1.0),
+        techniques: Vec::new(),
+        slack_s: 120.0,
+    };
+    assert_eq!(run_score(&args), Ok(true));
+    lines.push(r#"{"timestamp":"2026-11-20T10:00:00Z","analytic":"periodic_transfer","src_ip":"10.9.9.9","dest_ip":"1.2.3.4","dest_port":443}"#.into());
+    std::fs::write(&alerts, lines.join("\n")).unwrap();
+    assert_eq!(run_score(&args), Ok(false));
+    args.techniques = vec!["T1568.003".into()];
+    assert_eq!(run_score(&args), Ok(true));
+    args.truth = d.path().join("missing.json");
+    assert!(run_score(&args).is_err());
+}
