@@ -6,5 +6,6 @@
 //! before firing when the evidence stands on its own (history may only lower a score).
 
 pub mod alert;
+pub mod cadence;
 
 pub use alert::{Alert, AlertCadence, AlertDns, Analytic};
