@@ -60,11 +60,17 @@ impl Synthetic {
             self.ts.push(t);
             // Class-independent sizes: lognormal around 1.5 kB, so that size carries no
             // label information and the comparison is about timing.
-            self.bytes.push((1500f64.ln() + 0.5 * rng.normal()).exp().round());
+            self.bytes
+                .push((1500f64.ln() + 0.5 * rng.normal()).exp().round());
         }
     }
     fn finish(mut self) -> Synthetic {
-        let mut pairs: Vec<(f64, f64)> = self.ts.iter().copied().zip(self.bytes.iter().copied()).collect();
+        let mut pairs: Vec<(f64, f64)> = self
+            .ts
+            .iter()
+            .copied()
+            .zip(self.bytes.iter().copied())
+            .collect();
         pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
         self.ts = pairs.iter().map(|p| p.0).collect();
         self.bytes = pairs.iter().map(|p| p.1).collect();
@@ -84,7 +90,13 @@ pub enum JitterKind {
 /// A beacon: sleeps `period` with `jitter`, each beat dropped with probability `missed`
 /// (the host was busy, the connection failed, the sensor lost it); 30 % of beats open a
 /// second connection within half a second.
-pub fn periodic(rng: &mut Rng, period: f64, jitter: f64, missed: f64, kind: JitterKind) -> Synthetic {
+pub fn periodic(
+    rng: &mut Rng,
+    period: f64,
+    jitter: f64,
+    missed: f64,
+    kind: JitterKind,
+) -> Synthetic {
     let mut s = Synthetic::default();
     let mut t = rng.uniform() * period;
     while t < DAY_S {
@@ -129,7 +141,11 @@ pub fn bursty(rng: &mut Rng) -> Synthetic {
             if rng.uniform() < 0.125 {
                 break;
             }
-            u += if rng.uniform() < 0.8 { 1.0 + rng.exp(15.0) } else { rng.exp(120.0) };
+            u += if rng.uniform() < 0.8 {
+                1.0 + rng.exp(15.0)
+            } else {
+                rng.exp(120.0)
+            };
         }
         t = u + rng.exp(2400.0);
     }
@@ -144,7 +160,7 @@ pub fn portent_first_alert(s: &Synthetic, p: &PeriodicParams, every_beat: bool) 
         let ts = Ts::from_secs_f64(T0_S as f64 + t);
         if ser.observe(ts) == Observed::NewBeat {
             let b = ser.beats();
-            let check = every_beat || b <= 128 || b % 16 == 0;
+            let check = every_beat || b <= 128 || b.is_multiple_of(16);
             if check && ser.evaluate(p).is_some() {
                 return Some(t);
             }
@@ -156,9 +172,15 @@ pub fn portent_first_alert(s: &Synthetic, p: &PeriodicParams, every_beat: bool) 
 /// RITA v5's score for the series over the day (integer-second timestamps).
 pub fn rita_score(s: &Synthetic) -> Option<f64> {
     let ts: Vec<i64> = s.ts.iter().map(|t| T0_S + t.floor() as i64).collect();
-    beacon_score(&ts, &s.bytes, T0_S, T0_S + DAY_S as i64, &RitaConfig::default())
-        .ok()
-        .map(|r| r.score)
+    beacon_score(
+        &ts,
+        &s.bytes,
+        T0_S,
+        T0_S + DAY_S as i64,
+        &RitaConfig::default(),
+    )
+    .ok()
+    .map(|r| r.score)
 }
 
 /// RITA's alert threshold (bucket "low" and up).
@@ -206,8 +228,13 @@ pub fn compare(seeds: u32, p: &PeriodicParams) -> Comparison {
             for (mi, &missed) in MISSED.iter().enumerate() {
                 let (mut a, mut b, mut ttd) = (0, 0, Vec::new());
                 for seed in 0..seeds {
-                    let mut rng = Rng::new(((pi * 100 + ji * 10 + mi) as u64) << 32 | u64::from(seed));
-                    let kind = if seed % 2 == 0 { JitterKind::Uniform } else { JitterKind::Normal };
+                    let mut rng =
+                        Rng::new(((pi * 100 + ji * 10 + mi) as u64) << 32 | u64::from(seed));
+                    let kind = if seed % 2 == 0 {
+                        JitterKind::Uniform
+                    } else {
+                        JitterKind::Normal
+                    };
                     let s = periodic(&mut rng, period, jitter, missed, kind);
                     if let Some(t) = portent_first_alert(&s, p, false) {
                         a += 1;
@@ -243,7 +270,12 @@ pub fn compare(seeds: u32, p: &PeriodicParams) -> Comparison {
                 b += 1;
             }
         }
-        NegRow { name, n: seeds, portent: a, rita: b }
+        NegRow {
+            name,
+            n: seeds,
+            portent: a,
+            rita: b,
+        }
     };
     for (i, &gap) in PERIODS.iter().enumerate() {
         negatives.push(run(
@@ -268,7 +300,11 @@ pub fn compare(seeds: u32, p: &PeriodicParams) -> Comparison {
             false,
         ),
     ];
-    Comparison { cells, negatives, benign }
+    Comparison {
+        cells,
+        negatives,
+        benign,
+    }
 }
 
 fn dur(s: f64) -> String {
@@ -295,7 +331,10 @@ impl Comparison {
              day; RITA v5 reference: score ≥ {RITA_ALERT} on the whole day. TTD: median time \
              from the first connection to portent's first alert.\n"
         );
-        let _ = writeln!(m, "| period | jitter | missed | portent | RITA | portent TTD |");
+        let _ = writeln!(
+            m,
+            "| period | jitter | missed | portent | RITA | portent TTD |"
+        );
         let _ = writeln!(m, "|---:|---:|---:|---:|---:|---:|");
         for c in &self.cells {
             let _ = writeln!(
@@ -319,13 +358,21 @@ impl Comparison {
         let _ = writeln!(m, "| negative class | portent | RITA |");
         let _ = writeln!(m, "|---|---:|---:|");
         for r in &self.negatives {
-            let _ = writeln!(m, "| {} | {}/{} | {}/{} |", r.name, r.portent, r.n, r.rita, r.n);
+            let _ = writeln!(
+                m,
+                "| {} | {}/{} | {}/{} |",
+                r.name, r.portent, r.n, r.rita, r.n
+            );
         }
         let _ = writeln!(m, "\nBenign periodic software (expected to fire; suppressed by allowlists/baselines, not by the detector):\n");
         let _ = writeln!(m, "| benign class | portent | RITA |");
         let _ = writeln!(m, "|---|---:|---:|");
         for r in &self.benign {
-            let _ = writeln!(m, "| {} | {}/{} | {}/{} |", r.name, r.portent, r.n, r.rita, r.n);
+            let _ = writeln!(
+                m,
+                "| {} | {}/{} | {}/{} |",
+                r.name, r.portent, r.n, r.rita, r.n
+            );
         }
         m
     }
@@ -347,7 +394,10 @@ pub struct MinBeatsRow {
 pub fn min_beats_study(p: &PeriodicParams, candidates: &[u32], trials: u32) -> Vec<MinBeatsRow> {
     let mut rows = Vec::new();
     for &beats in candidates {
-        let q = PeriodicParams { min_beats: beats, ..*p };
+        let q = PeriodicParams {
+            min_beats: beats,
+            ..*p
+        };
         let (mut fa, mut tp) = (0u32, 0u32);
         for trial in 0..trials {
             let mut rng = Rng::new(u64::from(beats) << 32 | u64::from(trial));
@@ -388,7 +438,11 @@ pub fn min_beats_markdown(rows: &[MinBeatsRow], trials: u32) -> String {
     let _ = writeln!(m, "| beats | false alarm | recall |");
     let _ = writeln!(m, "|---:|---:|---:|");
     for r in rows {
-        let _ = writeln!(m, "| {} | {:.4} | {:.3} |", r.beats, r.false_alarm, r.recall);
+        let _ = writeln!(
+            m,
+            "| {} | {:.4} | {:.3} |",
+            r.beats, r.false_alarm, r.recall
+        );
     }
     m
 }
@@ -397,41 +451,58 @@ pub fn min_beats_markdown(rows: &[MinBeatsRow], trials: u32) -> String {
 mod tests {
     use super::*;
 
+    /// The measurement behind `PeriodicParams::min_beats` (12): per-series false alarms
+    /// on Poisson arrivals stay below 1e-3 from 12 beats on, with other gates at default.
     #[test]
-    fn print_min_beats_study() {
+    fn min_beats_is_measured() {
         let p = PeriodicParams::default();
-        let rows = min_beats_study(&p, &[6, 8, 10, 12, 14, 16, 20, 24], 4000);
-        println!("{}", min_beats_markdown(&rows, 4000));
+        let trials = 4000;
+        let rows = min_beats_study(&p, &[6, 8, 10, 12, 16, 20, 24, 32, 64], trials);
+        println!("{}", min_beats_markdown(&rows, trials));
+        for r in rows.iter().filter(|r| r.beats >= p.min_beats) {
+            assert!(r.false_alarm <= 1e-3, "{r:?}");
+        }
+        let last = rows.last().unwrap();
+        assert!(last.recall >= 0.98, "{last:?}");
     }
 
+    /// portent against the RITA v5 reference on the same synthetic days.
+    ///
+    /// Measured outcome (see the printed table): RITA's score ≥ 0.7 catches every beacon
+    /// that runs all day, whatever the jitter, because half its weight (histogram and
+    /// duration) rewards any steady all-day traffic; that same property makes it alert on
+    /// almost every steady Poisson source. So recall can only tie; the gain is in false
+    /// alerts. Asserted: in every cell portent's recall is at least RITA's less one series
+    /// (sampling slack at 8 series per cell), in total at least RITA's less 1 %; portent
+    /// raises no false alert on any negative; and where jitter exceeds 20 % portent is
+    /// strictly better on the pair (recall, false alerts on Poisson traffic of the same
+    /// rate).
     #[test]
-    fn print_comparison() {
+    fn portent_beats_rita_reference() {
         let c = compare(8, &PeriodicParams::default());
         println!("{}", c.markdown());
-    }
-}
-
-#[cfg(test)]
-mod diag {
-    use super::*;
-    #[test]
-    fn diag_hourly() {
-        let p = PeriodicParams::default();
-        for (ji, jitter) in JITTERS.iter().enumerate() {
-            for (mi, missed) in MISSED.iter().enumerate() {
-                for seed in 0..8u32 {
-                    let mut rng = Rng::new(((400 + ji * 10 + mi) as u64) << 32 | u64::from(seed));
-                    let kind = if seed % 2 == 0 { JitterKind::Uniform } else { JitterKind::Normal };
-                    let s = periodic(&mut rng, 3600.0, *jitter, *missed, kind);
-                    if portent_first_alert(&s, &p, false).is_none() {
-                        let mut ser = PeriodicSeries::new();
-                        for &t in &s.ts {
-                            ser.observe(Ts::from_secs_f64(T0_S as f64 + t));
-                        }
-                        println!("{jitter} {missed} {seed} {:?}", ser.analyze(&p));
-                    }
-                }
+        let (mut a, mut b) = (0, 0);
+        for cell in &c.cells {
+            assert!(cell.portent + 1 >= cell.rita, "{cell:?}");
+            a += cell.portent;
+            b += cell.rita;
+            if cell.jitter > 0.2 {
+                let i = PERIODS.iter().position(|&p| p == cell.period).unwrap();
+                let neg = &c.negatives[i];
+                let better = cell.portent > cell.rita
+                    || (cell.portent + 1 >= cell.rita && neg.portent < neg.rita);
+                assert!(better, "{cell:?} {neg:?}");
             }
+        }
+        assert!(f64::from(a) >= 0.99 * f64::from(b), "{a} < {b}");
+        for n in &c.negatives {
+            assert_eq!(n.portent, 0, "{n:?}");
+        }
+        for n in &c.benign {
+            assert!(
+                n.portent * 4 >= n.n * 3,
+                "benign periodic should look periodic: {n:?}"
+            );
         }
     }
 }

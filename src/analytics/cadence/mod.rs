@@ -25,6 +25,8 @@ pub mod periodic;
 pub mod rita;
 pub mod size;
 pub mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use periodic::{
     Observed, PeriodicParams, PeriodicSeries, PeriodicStats, PeriodicVerdict, PERIODIC_CAPACITY,

@@ -169,8 +169,16 @@ pub fn histogram_score(h: &[u32], cfg: &RitaConfig) -> f64 {
         return 0.0;
     }
     let mean = h.iter().map(|&c| f64::from(c)).sum::<f64>() / n;
-    let var = h.iter().map(|&c| (f64::from(c) - mean).powi(2)).sum::<f64>() / n;
-    let cv = if mean > 0.0 { var.sqrt() / mean } else { f64::INFINITY };
+    let var = h
+        .iter()
+        .map(|&c| (f64::from(c) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let cv = if mean > 0.0 {
+        var.sqrt() / mean
+    } else {
+        f64::INFINITY
+    };
     let cv_score = if cv > 1.0 { 0.0 } else { round3(1.0 - cv) };
 
     let (bars, _) = bars_and_run(h);
@@ -243,7 +251,10 @@ pub fn beacon_score(
     let hist = histogram_score(&h, cfg);
     let dur = duration_score(ds_min, ds_max, t[0], t[t.len() - 1], bars, run, cfg);
     let score = round3(
-        cfg.ts_weight * ts_score + cfg.ds_weight * ds + cfg.dur_weight * dur + cfg.hist_weight * hist,
+        cfg.ts_weight * ts_score
+            + cfg.ds_weight * ds
+            + cfg.dur_weight * dur
+            + cfg.hist_weight * hist,
     );
     Ok(RitaScore {
         score,
@@ -325,7 +336,9 @@ mod tests {
             ..RitaConfig::default()
         };
         // simple list 1..10 with i copies of i, 10 bins over [1, 11]
-        let t: Vec<i64> = (1..=10).flat_map(|i| std::iter::repeat_n(i, i as usize)).collect();
+        let t: Vec<i64> = (1..=10)
+            .flat_map(|i| std::iter::repeat_n(i, i as usize))
+            .collect();
         let h = histogram(1, 11, &t, 10).unwrap();
         assert_eq!(h, (1..=10).collect::<Vec<u32>>());
         assert_eq!(bars_and_run(&h), (10, 10));
@@ -336,15 +349,17 @@ mod tests {
         assert_eq!(bars_and_run(&h), (5, 3));
         assert_eq!(histogram_score(&h, &cfg), 0.064);
         // random, CV > 1
-        let t = [524885, 1, 5000, 98654, 50, 41, 965842, 3, 12001, 200400, 104001, 199999];
+        let t = [
+            524885, 1, 5000, 98654, 50, 41, 965842, 3, 12001, 200400, 104001, 199999,
+        ];
         let h = histogram(0, 1_000_000, &t, 10).unwrap();
         assert_eq!(h, vec![7, 2, 1, 0, 0, 1, 0, 0, 0, 1]);
         assert_eq!(bars_and_run(&h), (5, 4));
         assert_eq!(histogram_score(&h, &cfg), 0.0);
         // bimodal histogram
         let t = [
-            1, 2, 3, 4, 15, 21, 22, 23, 24, 35, 41, 42, 43, 44, 55, 61, 62, 63, 64, 75, 81, 82,
-            83, 84, 95,
+            1, 2, 3, 4, 15, 21, 22, 23, 24, 35, 41, 42, 43, 44, 55, 61, 62, 63, 64, 75, 81, 82, 83,
+            84, 95,
         ];
         let h = histogram(0, 100, &t, 10).unwrap();
         assert_eq!(h, vec![4, 1, 4, 1, 4, 1, 4, 1, 4, 1]);
@@ -382,6 +397,9 @@ mod tests {
         let s = beacon_score(&t, &[500.0; 24], 0, 86_400, &cfg).unwrap();
         assert_eq!(s.score, 1.0);
         let many = vec![0i64; 86_400];
-        assert_eq!(beacon_score(&many, &[], 0, 86_400, &cfg), Err(RitaSkip::Strobe));
+        assert_eq!(
+            beacon_score(&many, &[], 0, 86_400, &cfg),
+            Err(RitaSkip::Strobe)
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! # Memory
 //! A [`SizeSeries`] keeps a bounded table of [`SIZE_CLUSTERS`] size clusters (centre,
 //! range, count, exact repeats, longest consecutive run, running mean/variance) and
-//! overall counters: 336 bytes, no heap. A new size joins the nearest cluster within
+//! overall counters: 352 bytes, no heap. A new size joins the nearest cluster within
 //! the tolerance `max(abs_tol, rel_tol·size)` (defaults 32 bytes, 0.5 %: TLS adds a
 //! per-record overhead that is constant to within a few tens of bytes, so equal
 //! plaintext chunks give ciphertext sizes that close). When the table is full the
@@ -198,7 +198,8 @@ impl SizeSeries {
         let delta = x - self.mean;
         self.mean += delta / f64::from(self.counted);
         self.m2 += delta * (x - self.mean);
-        let at_s = (ts.0.saturating_sub(self.first_seen.0) / 1_000_000_000).clamp(0, u32::MAX as i64) as u32;
+        let at_s = (ts.0.saturating_sub(self.first_seen.0) / 1_000_000_000)
+            .clamp(0, u32::MAX as i64) as u32;
 
         let used = self.used as usize;
         let mut best: Option<(usize, u32)> = None;
@@ -250,7 +251,11 @@ impl SizeSeries {
             self.run_len = 1;
             self.run_tail = false;
         }
-        let run_len = if self.run_idx as usize == idx { self.run_len } else { 0 };
+        let run_len = if self.run_idx as usize == idx {
+            self.run_len
+        } else {
+            0
+        };
         let c = &mut self.clusters[idx];
         c.count = c.count.saturating_add(1);
         if size == c.center {
@@ -266,25 +271,32 @@ impl SizeSeries {
         c.m2 += d * (x - c.mean);
     }
 
-    /// Judges the series; `Some` when its most repeated size passes the gates.
+    /// Judges the series; `Some` for the most repeated size that passes the gates.
     pub fn evaluate(&self, p: &SizeParams) -> Option<FixedSizeVerdict> {
-        let mut best: Option<&Cluster> = None;
+        if self.counted == 0 {
+            return None;
+        }
+        let mut best: Option<(&Cluster, f64, f64, u32)> = None;
         for c in &self.clusters[..self.used as usize] {
-            if best.is_none_or(|b| (c.count, c.exact) > (b.count, b.exact)) {
-                best = Some(c);
+            if c.count < p.min_count.max(2) {
+                continue;
+            }
+            let var = (f64::from(c.m2) / f64::from(c.count)).max(0.0);
+            let cv = if c.mean > 0.0 {
+                var.sqrt() / f64::from(c.mean)
+            } else {
+                0.0
+            };
+            let share = f64::from(c.count) / f64::from(self.counted);
+            let run = u32::from(c.best_run);
+            if cv > p.max_cluster_cv || !(share >= p.min_share || run >= p.min_count) {
+                continue;
+            }
+            if best.is_none_or(|(b, ..)| (c.count, c.exact) > (b.count, b.exact)) {
+                best = Some((c, cv, share, run));
             }
         }
-        let c = best?;
-        if c.count < p.min_count.max(2) || self.counted == 0 {
-            return None;
-        }
-        let var = (f64::from(c.m2) / f64::from(c.count)).max(0.0);
-        let size_cv = if c.mean > 0.0 { var.sqrt() / f64::from(c.mean) } else { 0.0 };
-        let share = f64::from(c.count) / f64::from(self.counted);
-        let run = u32::from(c.best_run);
-        if size_cv > p.max_cluster_cv || !(share >= p.min_share || run >= p.min_count) {
-            return None;
-        }
+        let (c, size_cv, share, run) = best?;
         let series_cv = if self.mean > 0.0 {
             (self.m2 / f64::from(self.counted)).max(0.0).sqrt() / self.mean
         } else {

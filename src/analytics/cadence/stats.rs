@@ -57,10 +57,10 @@ pub fn quartiles_sorted(s: &[f64]) -> Option<(f64, f64, f64)> {
     if n == 1 {
         return Some((q2, q2, q2));
     }
-    let (lo, hi) = if n % 2 == 0 {
+    let (lo, hi) = if n.is_multiple_of(2) {
         (&s[..n / 2], &s[n / 2..])
     } else {
-        (&s[..(n - 1) / 2], &s[(n + 1) / 2..])
+        (&s[..n / 2], &s[n / 2 + 1..])
     };
     Some((median_sorted(lo)?, q2, median_sorted(hi)?))
 }
@@ -70,7 +70,7 @@ pub fn quartiles_sorted(s: &[f64]) -> Option<(f64, f64, f64)> {
 /// identical values is not skewed, it is regular).
 pub fn bowley(q1: f64, q2: f64, q3: f64, min_iqr: f64) -> f64 {
     let iqr = q3 - q1;
-    if !(iqr >= min_iqr) || iqr <= 0.0 || q2 == q1 || q2 == q3 {
+    if iqr.is_nan() || iqr < min_iqr || iqr <= 0.0 || q2 == q1 || q2 == q3 {
         return 0.0;
     }
     ((q1 + q3 - 2.0 * q2) / iqr).clamp(-1.0, 1.0)
