@@ -8,6 +8,7 @@
 //! applies the contract's deduplication window.
 
 pub mod alert;
+pub mod cadence;
 pub mod dnscalc;
 pub mod engine;
 

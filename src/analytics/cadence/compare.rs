@@ -1,0 +1,508 @@
+//! Synthetic benchmark: portent's cadence detector against the RITA v5 reference score
+//! ([`super::rita`], alert = score ≥ 0.7) on 24 h series, plus the measurement behind
+//! the default minimum number of beats. Deterministic (own PRNG), no I/O: the functions
+//! return Markdown for the README; `cargo test --lib analytics::cadence -- --nocapture`
+//! prints it.
+
+use std::fmt::Write as _;
+
+use super::periodic::{Observed, PeriodicParams, PeriodicSeries};
+use super::rita::{beacon_score, RitaConfig};
+use crate::time::Ts;
+
+/// SplitMix64: tiny, fast, good enough for simulation.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(f64::MIN_POSITIVE);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+    /// Exponential with the given mean.
+    pub fn exp(&mut self, mean: f64) -> f64 {
+        -mean * (1.0 - self.uniform()).ln()
+    }
+}
+
+/// Seconds in the synthetic day.
+pub const DAY_S: f64 = 86_400.0;
+/// Packet time of the start of the day.
+pub const T0_S: i64 = 1_700_000_000;
+
+/// Connection start times (seconds since the start of the day, sorted) and originator
+/// bytes, one per connection.
+#[derive(Clone, Debug, Default)]
+pub struct Synthetic {
+    pub ts: Vec<f64>,
+    pub bytes: Vec<f64>,
+}
+
+impl Synthetic {
+    fn push(&mut self, rng: &mut Rng, t: f64) {
+        if (0.0..DAY_S).contains(&t) {
+            self.ts.push(t);
+            // Class-independent sizes: lognormal around 1.5 kB, so that size carries no
+            // label information and the comparison is about timing.
+            self.bytes
+                .push((1500f64.ln() + 0.5 * rng.normal()).exp().round());
+        }
+    }
+    fn finish(mut self) -> Synthetic {
+        let mut pairs: Vec<(f64, f64)> = self
+            .ts
+            .iter()
+            .copied()
+            .zip(self.bytes.iter().copied())
+            .collect();
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        self.ts = pairs.iter().map(|p| p.0).collect();
+        self.bytes = pairs.iter().map(|p| p.1).collect();
+        self
+    }
+}
+
+/// How the schedule's jitter is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JitterKind {
+    /// Each sleep is `P·(1 + U[-j, j])` (Cobalt Strike / Sliver style).
+    Uniform,
+    /// Each sleep is `P·(1 + N(0, j/√3))`: the same variance as the uniform, longer tails.
+    Normal,
+}
+
+/// A beacon: sleeps `period` with `jitter`, each beat dropped with probability `missed`
+/// (the host was busy, the connection failed, the sensor lost it); 30 % of beats open a
+/// second connection within half a second.
+pub fn periodic(
+    rng: &mut Rng,
+    period: f64,
+    jitter: f64,
+    missed: f64,
+    kind: JitterKind,
+) -> Synthetic {
+    let mut s = Synthetic::default();
+    let mut t = rng.uniform() * period;
+    while t < DAY_S {
+        if rng.uniform() >= missed {
+            s.push(rng, t);
+            if rng.uniform() < 0.3 {
+                let extra = t + 0.5 * rng.uniform();
+                s.push(rng, extra);
+            }
+        }
+        let noise = match kind {
+            JitterKind::Uniform => jitter * (2.0 * rng.uniform() - 1.0),
+            JitterKind::Normal => jitter / 3f64.sqrt() * rng.normal(),
+        };
+        t += period * (1.0 + noise).max(0.05);
+    }
+    s.finish()
+}
+
+/// Poisson arrivals with the given mean gap.
+pub fn poisson(rng: &mut Rng, mean_gap: f64) -> Synthetic {
+    let mut s = Synthetic::default();
+    let mut t = rng.exp(mean_gap);
+    while t < DAY_S {
+        s.push(rng, t);
+        t += rng.exp(mean_gap);
+    }
+    s.finish()
+}
+
+/// A person browsing one site: sessions in a 9-hour working day, about every 40 min,
+/// each a geometric number of page loads (mean 8) seconds to a couple of minutes apart.
+pub fn bursty(rng: &mut Rng) -> Synthetic {
+    let mut s = Synthetic::default();
+    let start = 7.0 * 3600.0 + rng.uniform() * 3.0 * 3600.0;
+    let end = start + 9.0 * 3600.0;
+    let mut t = start + rng.exp(2400.0);
+    while t < end {
+        let mut u = t;
+        loop {
+            s.push(rng, u);
+            if rng.uniform() < 0.125 {
+                break;
+            }
+            u += if rng.uniform() < 0.8 {
+                1.0 + rng.exp(15.0)
+            } else {
+                rng.exp(120.0)
+            };
+        }
+        t = u + rng.exp(2400.0);
+    }
+    s.finish()
+}
+
+/// Feeds a series and evaluates: at every new beat when `every_beat`, else at every beat
+/// up to 128 and every 16th after. Returns the first firing time (seconds into the day).
+pub fn portent_first_alert(s: &Synthetic, p: &PeriodicParams, every_beat: bool) -> Option<f64> {
+    let mut ser = PeriodicSeries::new();
+    for &t in &s.ts {
+        let ts = Ts::from_secs_f64(T0_S as f64 + t);
+        if ser.observe(ts) == Observed::NewBeat {
+            let b = ser.beats();
+            let check = every_beat || b <= 128 || b.is_multiple_of(16);
+            if check && ser.evaluate(p).is_some() {
+                return Some(t);
+            }
+        }
+    }
+    None
+}
+
+/// RITA v5's score for the series over the day (integer-second timestamps).
+pub fn rita_score(s: &Synthetic) -> Option<f64> {
+    let ts: Vec<i64> = s.ts.iter().map(|t| T0_S + t.floor() as i64).collect();
+    beacon_score(
+        &ts,
+        &s.bytes,
+        T0_S,
+        T0_S + DAY_S as i64,
+        &RitaConfig::default(),
+    )
+    .ok()
+    .map(|r| r.score)
+}
+
+/// RITA's alert threshold (bucket "low" and up).
+pub const RITA_ALERT: f64 = 0.7;
+
+pub const PERIODS: [f64; 5] = [10.0, 60.0, 300.0, 900.0, 3600.0];
+pub const JITTERS: [f64; 5] = [0.0, 0.1, 0.2, 0.3, 0.4];
+pub const MISSED: [f64; 3] = [0.0, 0.05, 0.1];
+
+/// One grid cell's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    pub period: f64,
+    pub jitter: f64,
+    pub missed: f64,
+    pub n: u32,
+    pub portent: u32,
+    pub rita: u32,
+    /// Median time to the first portent alert, seconds.
+    pub portent_ttd_s: f64,
+}
+
+/// One negative (or benign) class's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NegRow {
+    pub name: String,
+    pub n: u32,
+    pub portent: u32,
+    pub rita: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub cells: Vec<Cell>,
+    pub negatives: Vec<NegRow>,
+    pub benign: Vec<NegRow>,
+}
+
+/// Runs the grid with `seeds` series per cell (alternating uniform and normal jitter)
+/// and the negatives with `seeds` series per class.
+pub fn compare(seeds: u32, p: &PeriodicParams) -> Comparison {
+    let mut cells = Vec::new();
+    for (pi, &period) in PERIODS.iter().enumerate() {
+        for (ji, &jitter) in JITTERS.iter().enumerate() {
+            for (mi, &missed) in MISSED.iter().enumerate() {
+                let (mut a, mut b, mut ttd) = (0, 0, Vec::new());
+                for seed in 0..seeds {
+                    let mut rng =
+                        Rng::new(((pi * 100 + ji * 10 + mi) as u64) << 32 | u64::from(seed));
+                    let kind = if seed % 2 == 0 {
+                        JitterKind::Uniform
+                    } else {
+                        JitterKind::Normal
+                    };
+                    let s = periodic(&mut rng, period, jitter, missed, kind);
+                    if let Some(t) = portent_first_alert(&s, p, false) {
+                        a += 1;
+                        ttd.push(t - s.ts[0]);
+                    }
+                    if rita_score(&s).is_some_and(|x| x >= RITA_ALERT) {
+                        b += 1;
+                    }
+                }
+                ttd.sort_by(|x, y| x.total_cmp(y));
+                cells.push(Cell {
+                    period,
+                    jitter,
+                    missed,
+                    n: seeds,
+                    portent: a,
+                    rita: b,
+                    portent_ttd_s: ttd.get(ttd.len() / 2).copied().unwrap_or(f64::NAN),
+                });
+            }
+        }
+    }
+    let mut negatives = Vec::new();
+    let run = |name: String, gen: &mut dyn FnMut(&mut Rng) -> Synthetic, salt: u64, every: bool| {
+        let (mut a, mut b) = (0, 0);
+        for seed in 0..seeds {
+            let mut rng = Rng::new(salt << 40 | u64::from(seed));
+            let s = gen(&mut rng);
+            if portent_first_alert(&s, p, every).is_some() {
+                a += 1;
+            }
+            if rita_score(&s).is_some_and(|x| x >= RITA_ALERT) {
+                b += 1;
+            }
+        }
+        NegRow {
+            name,
+            n: seeds,
+            portent: a,
+            rita: b,
+        }
+    };
+    for (i, &gap) in PERIODS.iter().enumerate() {
+        negatives.push(run(
+            format!("Poisson, mean gap {gap} s"),
+            &mut |r| poisson(r, gap),
+            900 + i as u64,
+            true,
+        ));
+    }
+    negatives.push(run("bursty human browsing".into(), &mut bursty, 990, true));
+    let benign = vec![
+        run(
+            "NTP-like poll 1024 s ± 1 %".into(),
+            &mut |r| periodic(r, 1024.0, 0.01, 0.0, JitterKind::Uniform),
+            995,
+            false,
+        ),
+        run(
+            "update agent 3600 s ± 5 %, 5 % missed".into(),
+            &mut |r| periodic(r, 3600.0, 0.05, 0.05, JitterKind::Normal),
+            996,
+            false,
+        ),
+    ];
+    Comparison {
+        cells,
+        negatives,
+        benign,
+    }
+}
+
+fn dur(s: f64) -> String {
+    if s.is_nan() {
+        "–".into()
+    } else if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+impl Comparison {
+    /// The tables as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut m = String::new();
+        let n = self.cells.first().map_or(0, |c| c.n);
+        let _ = writeln!(
+            m,
+            "Recall on 24 h synthetic beacons, {n} series per cell (half uniform, half normal \
+             jitter; 30 % of beats open a second connection). portent: any alert during the \
+             day; RITA v5 reference: score ≥ {RITA_ALERT} on the whole day. TTD: median time \
+             from the first connection to portent's first alert.\n"
+        );
+        let _ = writeln!(
+            m,
+            "| period | jitter | missed | portent | RITA | portent TTD |"
+        );
+        let _ = writeln!(m, "|---:|---:|---:|---:|---:|---:|");
+        for c in &self.cells {
+            let _ = writeln!(
+                m,
+                "| {} | {:.0} % | {:.0} % | {}/{} | {}/{} | {} |",
+                dur(c.period),
+                c.jitter * 100.0,
+                c.missed * 100.0,
+                c.portent,
+                c.n,
+                c.rita,
+                c.n,
+                dur(c.portent_ttd_s)
+            );
+        }
+        let _ = writeln!(
+            m,
+            "\nFalse alerts on negatives (portent evaluated at every beat, so any transient \
+             alert counts):\n"
+        );
+        let _ = writeln!(m, "| negative class | portent | RITA |");
+        let _ = writeln!(m, "|---|---:|---:|");
+        for r in &self.negatives {
+            let _ = writeln!(
+                m,
+                "| {} | {}/{} | {}/{} |",
+                r.name, r.portent, r.n, r.rita, r.n
+            );
+        }
+        let _ = writeln!(m, "\nBenign periodic software (expected to fire; suppressed by allowlists/baselines, not by the detector):\n");
+        let _ = writeln!(m, "| benign class | portent | RITA |");
+        let _ = writeln!(m, "|---|---:|---:|");
+        for r in &self.benign {
+            let _ = writeln!(
+                m,
+                "| {} | {}/{} | {}/{} |",
+                r.name, r.portent, r.n, r.rita, r.n
+            );
+        }
+        m
+    }
+}
+
+/// One row of [`min_beats_study`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MinBeatsRow {
+    pub beats: u32,
+    /// Fraction of Poisson series (exactly `beats` beats) that fire.
+    pub false_alarm: f64,
+    /// Fraction of 40 %-jitter, 10 %-missed beacons (exactly `beats` beats) that fire.
+    pub recall: f64,
+}
+
+/// Measures, for each candidate minimum, how often a series of exactly that many beats
+/// fires on Poisson arrivals and on the hardest beacon of the brief (40 % uniform jitter,
+/// 10 % missed beats). All other gates as in `p`.
+pub fn min_beats_study(p: &PeriodicParams, candidates: &[u32], trials: u32) -> Vec<MinBeatsRow> {
+    let mut rows = Vec::new();
+    for &beats in candidates {
+        let q = PeriodicParams {
+            min_beats: beats,
+            ..*p
+        };
+        let (mut fa, mut tp) = (0u32, 0u32);
+        for trial in 0..trials {
+            let mut rng = Rng::new(u64::from(beats) << 32 | u64::from(trial));
+            let mut s = PeriodicSeries::new();
+            let mut t = 0.0;
+            while s.beats() < beats {
+                t += rng.exp(60.0);
+                s.observe(Ts::from_secs_f64(T0_S as f64 + t));
+            }
+            fa += u32::from(s.evaluate(&q).is_some());
+            let mut s = PeriodicSeries::new();
+            let mut t = 0.0;
+            while s.beats() < beats {
+                t += 60.0 * (1.0 + 0.4 * (2.0 * rng.uniform() - 1.0));
+                if rng.uniform() >= 0.1 {
+                    s.observe(Ts::from_secs_f64(T0_S as f64 + t));
+                }
+            }
+            tp += u32::from(s.evaluate(&q).is_some());
+        }
+        rows.push(MinBeatsRow {
+            beats,
+            false_alarm: f64::from(fa) / f64::from(trials),
+            recall: f64::from(tp) / f64::from(trials),
+        });
+    }
+    rows
+}
+
+/// [`min_beats_study`] as Markdown.
+pub fn min_beats_markdown(rows: &[MinBeatsRow], trials: u32) -> String {
+    let mut m = String::new();
+    let _ = writeln!(
+        m,
+        "Series of exactly N beats, {trials} trials each: false alarms on Poisson arrivals, \
+         recall on beacons with 40 % uniform jitter and 10 % missed beats.\n"
+    );
+    let _ = writeln!(m, "| beats | false alarm | recall |");
+    let _ = writeln!(m, "|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            m,
+            "| {} | {:.4} | {:.3} |",
+            r.beats, r.false_alarm, r.recall
+        );
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The measurement behind `PeriodicParams::min_beats` (12): per-series false alarms
+    /// on Poisson arrivals stay below 1e-3 from 12 beats on, with other gates at default.
+    #[test]
+    fn min_beats_is_measured() {
+        let p = PeriodicParams::default();
+        let trials = 4000;
+        let rows = min_beats_study(&p, &[6, 8, 10, 12, 16, 20, 24, 32, 64], trials);
+        println!("{}", min_beats_markdown(&rows, trials));
+        for r in rows.iter().filter(|r| r.beats >= p.min_beats) {
+            assert!(r.false_alarm <= 1e-3, "{r:?}");
+        }
+        let last = rows.last().unwrap();
+        assert!(last.recall >= 0.98, "{last:?}");
+    }
+
+    /// portent against the RITA v5 reference on the same synthetic days.
+    ///
+    /// Measured outcome (see the printed table): RITA's score ≥ 0.7 catches every beacon
+    /// that runs all day, whatever the jitter, because half its weight (histogram and
+    /// duration) rewards any steady all-day traffic; that same property makes it alert on
+    /// almost every steady Poisson source. So recall can only tie; the gain is in false
+    /// alerts. Asserted: in every cell portent's recall is at least RITA's less one series
+    /// (sampling slack at 8 series per cell), in total at least RITA's less 1 %; portent
+    /// raises no false alert on any negative; and where jitter exceeds 20 % portent is
+    /// strictly better on the pair (recall, false alerts on Poisson traffic of the same
+    /// rate).
+    #[test]
+    fn portent_beats_rita_reference() {
+        let c = compare(8, &PeriodicParams::default());
+        println!("{}", c.markdown());
+        let (mut a, mut b) = (0, 0);
+        for cell in &c.cells {
+            assert!(cell.portent + 1 >= cell.rita, "{cell:?}");
+            a += cell.portent;
+            b += cell.rita;
+            if cell.jitter > 0.2 {
+                let i = PERIODS.iter().position(|&p| p == cell.period).unwrap();
+                let neg = &c.negatives[i];
+                let better = cell.portent > cell.rita
+                    || (cell.portent + 1 >= cell.rita && neg.portent < neg.rita);
+                assert!(better, "{cell:?} {neg:?}");
+            }
+        }
+        assert!(f64::from(a) >= 0.99 * f64::from(b), "{a} < {b}");
+        for n in &c.negatives {
+            assert_eq!(n.portent, 0, "{n:?}");
+        }
+        for n in &c.benign {
+            assert!(
+                n.portent * 4 >= n.n * 3,
+                "benign periodic should look periodic: {n:?}"
+            );
+        }
+    }
+}
