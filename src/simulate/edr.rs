@@ -25,10 +25,12 @@ pub fn process_info(p: &Proc) -> ProcessInfo {
         parent: Some(crate::enrichment::ParentInfo {
             pid: Some(p.parent.0),
             name: Some(p.parent.1.clone()),
+            ..Default::default()
         }),
         code_signature: p
             .signed
             .map(|s| crate::enrichment::CodeSignature { signed: Some(s) }),
+        ..Default::default()
     }
 }
 
