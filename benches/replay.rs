@@ -46,6 +46,8 @@ fn bench_pcap() -> PathBuf {
 
 /// Runs the binary; returns (CPU time, peak RSS in KiB).
 fn run_once(pcap: &Path, out: &Path, workers: usize) -> (Duration, i64) {
+    // wait4 (not Child::wait) reaps it, because it also returns the child's rusage.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_portent"))
         .arg("replay")
         .arg(pcap)

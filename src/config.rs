@@ -387,6 +387,11 @@ impl Config {
                 &mut c.flow.udp_timeout,
             ),
             (
+                "flow.udp_established_timeout_s",
+                f.udp_established_timeout_s,
+                &mut c.flow.udp_established_timeout,
+            ),
+            (
                 "flow.other_timeout_s",
                 f.other_timeout_s,
                 &mut c.flow.other_timeout,

@@ -202,10 +202,7 @@ impl Worker {
                 *stats.dns_errors.entry("dns_tcp_streams_full").or_default() += 1;
                 return;
             }
-            let s = self
-                .dns_tcp
-                .entry((fk, from_lo))
-                .or_default();
+            let s = self.dns_tcp.entry((fk, from_lo)).or_default();
             if p.tcp_flags & tcp_flags::SYN != 0 {
                 s.syn(p.tcp_seq);
             } else {
