@@ -82,9 +82,13 @@ pub struct SimulateArgs {
     /// periodic, nonbrowser; `none` for benign traffic only. Default: all.
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
-    /// Print a summary (packets, rate) to stderr.
+    /// No summary on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Capture frames cut to this many bytes (a sensor's snap length; IP lengths stay
+    /// true). 0: whole frames.
+    #[arg(long, default_value_t = 0)]
+    pub snaplen: u32,
 }
 
 /// What one run wrote.
@@ -171,8 +175,9 @@ pub fn simulate(args: &SimulateArgs) -> Result<Summary, String> {
     }
     eps.sort_by_key(|e| (e.start, e.act));
 
-    let mut pcap = pcap_writer::PcapWriter::new(create(&args.out, "traffic.pcap")?)
-        .map_err(|e| e.to_string())?;
+    let mut pcap =
+        pcap_writer::PcapWriter::with_snaplen(create(&args.out, "traffic.pcap")?, args.snaplen)
+            .map_err(|e| e.to_string())?;
     let mut observed = vec![Observed::default(); instances.len()];
     let mut edr_conns: Vec<EdrConn> = Vec::new();
     let mut cache = DnsCache::default();

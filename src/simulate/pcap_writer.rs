@@ -9,21 +9,30 @@ pub const SNAPLEN: u32 = 65535;
 
 pub struct PcapWriter<W: Write> {
     out: W,
+    /// Frames are cut to this many bytes, as a sensor with `-s N` would capture them.
+    snaplen: u32,
     pub packets: u64,
     pub bytes: u64,
 }
 
 impl<W: Write> PcapWriter<W> {
-    pub fn new(mut out: W) -> io::Result<PcapWriter<W>> {
+    pub fn new(out: W) -> io::Result<PcapWriter<W>> {
+        Self::with_snaplen(out, SNAPLEN)
+    }
+
+    /// A writer whose file declares, and whose frames respect, `snaplen` (0: 65535).
+    pub fn with_snaplen(mut out: W, snaplen: u32) -> io::Result<PcapWriter<W>> {
+        let snaplen = if snaplen == 0 { SNAPLEN } else { snaplen };
         let mut h = [0u8; 24];
         h[0..4].copy_from_slice(&0xa1b2_3c4du32.to_le_bytes());
         h[4..6].copy_from_slice(&2u16.to_le_bytes());
         h[6..8].copy_from_slice(&4u16.to_le_bytes());
-        h[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
+        h[16..20].copy_from_slice(&snaplen.to_le_bytes());
         h[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
         out.write_all(&h)?;
         Ok(PcapWriter {
             out,
+            snaplen,
             packets: 0,
             bytes: 24,
         })
@@ -31,6 +40,7 @@ impl<W: Write> PcapWriter<W> {
 
     /// Writes `captured` (possibly cut by a snap length) of a frame that was `orig_len` long.
     pub fn write(&mut self, ts: Ts, captured: &[u8], orig_len: usize) -> io::Result<()> {
+        let captured = &captured[..captured.len().min(self.snaplen as usize)];
         let mut h = [0u8; 16];
         let secs = ts.0.div_euclid(1_000_000_000) as u32;
         let nanos = ts.0.rem_euclid(1_000_000_000) as u32;

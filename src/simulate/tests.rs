@@ -18,6 +18,7 @@ fn gen(dir: &Path, seed: u64, hosts: usize, hours: f64, scenarios: &[&str]) -> S
         hours,
         scenarios: scenarios.iter().map(|s| s.to_string()).collect(),
         quiet: true,
+        snaplen: 0,
     };
     simulate(&args).expect("simulate")
 }
