@@ -44,6 +44,35 @@ impl Ts {
         Rfc3339(self)
     }
 
+    /// Appends the RFC 3339 form (as [`Ts::rfc3339`]) to a byte buffer, without
+    /// `fmt` machinery: flow records print one per flow.
+    pub fn push_rfc3339(self, out: &mut Vec<u8>) {
+        let ns = self.0;
+        let secs = ns.div_euclid(NANOS_PER_SEC);
+        let micros = ns.rem_euclid(NANOS_PER_SEC) / 1_000;
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400);
+        if !(0..=9999).contains(&y) {
+            out.extend_from_slice(self.rfc3339().to_string().as_bytes());
+            return;
+        }
+        let mut b = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y as u64);
+        put(5, 2, m as u64);
+        put(8, 2, d as u64);
+        put(11, 2, (sod / 3600) as u64);
+        put(14, 2, ((sod % 3600) / 60) as u64);
+        put(17, 2, (sod % 60) as u64);
+        put(20, 6, micros as u64);
+        out.extend_from_slice(&b);
+    }
+
     /// Parses RFC 3339 (`Z` or `±hh:mm` offset, optional fraction of any length).
     pub fn parse_rfc3339(s: &str) -> Option<Ts> {
         let b = s.as_bytes();
@@ -200,6 +229,20 @@ mod tests {
         assert!(Ts::parse_rfc3339("garbage").is_none());
         assert!(Ts::parse_rfc3339("2026-11-20T10:00:00").is_none());
         assert!(Ts::parse_rfc3339("2026-11-20T10:00:00.Z").is_none());
+    }
+
+    #[test]
+    fn push_form_matches_display() {
+        for t in [
+            0i64,
+            1_700_000_000_123_456_789,
+            -86_400_000_000_123,
+            253_402_300_799_999_999,
+        ] {
+            let mut v = Vec::new();
+            Ts(t).push_rfc3339(&mut v);
+            assert_eq!(String::from_utf8(v).unwrap(), Ts(t).rfc3339().to_string());
+        }
     }
 
     #[test]

@@ -300,10 +300,25 @@ impl PcapReader {
         }
     }
 
+    /// The four fields of a classic record header at `off` (one bounds check).
+    fn record_header(&self, off: usize) -> [u32; 4] {
+        let h: &[u8; 16] = match self.buf.get(off..off + 16).and_then(|b| b.try_into().ok()) {
+            Some(h) => h,
+            None => return [0, u32::MAX, u32::MAX, 0],
+        };
+        let f = |i: usize| {
+            let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+            if self.swapped {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        [f(0), f(4), f(8), f(12)]
+    }
+
     fn classic_plausible(&self, off: usize) -> Option<(u32, u32)> {
-        let frac = self.u32_at(off + 4);
-        let caplen = self.u32_at(off + 8);
-        let orig = self.u32_at(off + 12);
+        let [_, frac, caplen, orig] = self.record_header(off);
         let frac_max = if self.nanos { 1_000_000_000 } else { 1_000_000 };
         if frac >= frac_max || caplen > MAX_CAPLEN || caplen > orig.max(self.snaplen) {
             return None;
@@ -337,8 +352,8 @@ impl PcapReader {
                 return Ok(false);
             }
             let off = self.pos;
-            let secs = self.u32_at(off) as i64;
-            let frac = self.u32_at(off + 4) as i64;
+            let [secs, frac, _, _] = self.record_header(off);
+            let (secs, frac) = (secs as i64, frac as i64);
             self.cur_ts = Ts(secs * NANOS_PER_SEC + if self.nanos { frac } else { frac * 1000 });
             self.cur_off = off + 16;
             self.cur_len = caplen as usize;

@@ -8,6 +8,7 @@
 //! class, and a hard cap with eviction of the longest-idle flow.
 
 pub mod history;
+pub mod index;
 pub mod table;
 
 use std::net::IpAddr;

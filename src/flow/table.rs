@@ -1,9 +1,9 @@
 //! One shard of the flow table, owned by one worker.
 //!
 //! Layout, chosen for memory per flow (target ≤ 256 bytes, table included): flows live
-//! in a slab (`Vec<Flow>`, reused through a free list); the index is a
-//! `hashbrown::HashTable<u32>` of slab positions, so the index costs about 5 bytes per
-//! flow instead of a copy of the key. Each flow sits on one intrusive idle list per
+//! in a slab (`Vec<Flow>`, reused through a free list); the index ([`FlowIndex`]) holds
+//! one `u32` per slot at load ≤ 1/2, about 8 bytes per flow, and lets the worker
+//! prefetch a packet's slot and flow record a few packets ahead. Each flow sits on one intrusive idle list per
 //! timeout class (unestablished TCP, established TCP, closed TCP, UDP, other): within a
 //! class every flow has the same timeout, so the list tail is always the next to expire
 //! and expiry costs O(1) per expired flow, whatever the table size.
@@ -11,7 +11,7 @@
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use hashbrown::HashTable;
+use super::index::{self, FlowIndex};
 
 use super::history::{ConnState, History};
 use super::{EndReason, FlowEvent, FlowKey, FlowRecord, FIRST_SIZES};
@@ -126,7 +126,7 @@ pub struct FlowStats {
 
 /// A shard of the flow table. Not thread-safe by design: one worker owns it.
 pub struct FlowShard {
-    index: HashTable<u32>,
+    index: FlowIndex,
     hasher: hashbrown::DefaultHashBuilder,
     flows: Vec<Flow>,
     free: Vec<u32>,
@@ -139,6 +139,14 @@ pub struct FlowShard {
     cap: usize,
     home_net: NetSet,
     pub stats: FlowStats,
+}
+
+/// A packet's flow key, direction and hash (see [`FlowShard::key_of`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PacketKey {
+    pub key: FlowKey,
+    pub from_lo: bool,
+    pub hash: u64,
 }
 
 /// A flow to end: sorted by (last packet time, uid) so the output order does not depend
@@ -186,7 +194,7 @@ fn rel(seq: u32, base: u32) -> Option<u32> {
 impl FlowShard {
     pub fn new(cfg: &FlowConfig, cap: usize, home_net: NetSet) -> FlowShard {
         FlowShard {
-            index: HashTable::new(),
+            index: FlowIndex::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             flows: Vec::new(),
             free: Vec::new(),
@@ -202,7 +210,7 @@ impl FlowShard {
                 cfg.udp_established_timeout,
             ],
             message_gap: cfg.message_gap,
-            cap: cap.max(1),
+            cap: cap.clamp(1, index::MAX_POSITIONS),
             home_net,
             stats: FlowStats::default(),
         }
@@ -216,7 +224,7 @@ impl FlowShard {
     pub fn heap_bytes(&self) -> usize {
         self.flows.capacity() * std::mem::size_of::<Flow>()
             + self.free.capacity() * 4
-            + self.index.capacity() * (4 + 1)
+            + self.index.capacity() * 4
     }
 
     /// Bytes per flow record in the slab.
@@ -259,15 +267,49 @@ impl FlowShard {
 
     fn find(&self, key: &FlowKey, hash: u64) -> Option<u32> {
         let flows = &self.flows;
-        self.index
-            .find(hash, |&i| flows[i as usize].key == *key)
-            .copied()
+        self.index.find(hash, |i| flows[i as usize].key == *key)
+    }
+
+    /// A packet's flow key, its direction, and the key's hash, computed once and shared
+    /// by the prefetch stages and [`process_keyed`](Self::process_keyed).
+    #[inline]
+    pub fn key_of(&self, p: &Packet) -> PacketKey {
+        let (key, from_lo) = FlowKey::from_packet(p.src, p.sport, p.dst, p.dport, p.proto);
+        PacketKey {
+            hash: hash_key(&self.hasher, &key),
+            key,
+            from_lo,
+        }
+    }
+
+    /// First prefetch stage for a packet that [`process_keyed`](Self::process_keyed)
+    /// will see soon: starts loading its index slot.
+    #[inline]
+    pub fn prefetch_slot(&self, k: &PacketKey) {
+        self.index.prefetch(k.hash);
+    }
+
+    /// Second stage, a few packets later (the slot is in cache by then): starts loading
+    /// the flow record the slot names.
+    #[inline]
+    pub fn prefetch_flow(&self, k: &PacketKey) {
+        if let Some(i) = self.index.peek(k.hash) {
+            if let Some(f) = self.flows.get(i as usize) {
+                index::prefetch(f as *const Flow);
+                index::prefetch((f as *const Flow as *const u8).wrapping_add(64));
+            }
+        }
     }
 
     /// Feeds one packet; events go to `out` in the order they happened.
     pub fn process(&mut self, p: &Packet, out: &mut Vec<FlowEvent>) {
-        let (key, from_lo) = FlowKey::from_packet(p.src, p.sport, p.dst, p.dport, p.proto);
-        let hash = hash_key(&self.hasher, &key);
+        let k = self.key_of(p);
+        self.process_keyed(p, &k, out);
+    }
+
+    /// [`process`](Self::process) with the key already computed by [`key_of`](Self::key_of).
+    pub fn process_keyed(&mut self, p: &Packet, k: &PacketKey, out: &mut Vec<FlowEvent>) {
+        let (key, from_lo, hash) = (k.key, k.from_lo, k.hash);
         let mut found = self.find(&key, hash);
         if let Some(i) = found {
             // Timed out before this packet, whether or not a sweep has run since: the
@@ -358,7 +400,7 @@ impl FlowShard {
         let flows = &self.flows;
         let hasher = &self.hasher;
         self.index
-            .insert_unique(hash, i, |&j| hash_key(hasher, &flows[j as usize].key));
+            .insert(hash, i, |j| hash_key(hasher, &flows[j as usize].key));
         let class = match p.proto {
             PROTO_TCP => Class::TcpUnestablished,
             PROTO_UDP => Class::Udp,
@@ -519,9 +561,10 @@ impl FlowShard {
         out.push(FlowEvent::Ended(rec, reason));
         self.unlink(i);
         let hash = hash_key(&self.hasher, &f.key);
-        if let Ok(e) = self.index.find_entry(hash, |&j| j == i) {
-            e.remove();
-        }
+        let flows = &self.flows;
+        let hasher = &self.hasher;
+        self.index
+            .remove(hash, i, |j| hash_key(hasher, &flows[j as usize].key));
         self.free.push(i);
         self.stats.live -= 1;
         match reason {
@@ -1103,6 +1146,6 @@ mod tests {
         assert_eq!(r.conn_state, ConnState::S0);
     }
 
-    // Slab record plus ~5 index bytes must stay within 256 bytes per flow.
-    const _: () = assert!(FlowShard::FLOW_SIZE + 6 <= 256);
+    // Slab record plus ~8 index bytes must stay within 256 bytes per flow.
+    const _: () = assert!(FlowShard::FLOW_SIZE + 8 <= 256);
 }

@@ -58,6 +58,21 @@ pub fn community_id(
     dport: u16,
     proto: u8,
 ) -> String {
+    let mut v = Vec::with_capacity(30);
+    community_id_into(&mut v, seed, saddr, daddr, sport, dport, proto);
+    String::from_utf8(v).unwrap_or_default()
+}
+
+/// [`community_id`] appended to a byte buffer, without allocating.
+pub fn community_id_into(
+    out: &mut Vec<u8>,
+    seed: u16,
+    saddr: IpAddr,
+    daddr: IpAddr,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+) {
     let (mut sport, mut dport) = (sport, dport);
     let mut one_way = false;
     match proto {
@@ -90,10 +105,12 @@ pub fn community_id(
         h.update(dport.to_be_bytes());
     }
     let digest = h.finalize();
-    let mut out = String::with_capacity(30);
-    out.push_str("1:");
-    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
-    out
+    let mut b64 = [0u8; 28];
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(digest, &mut b64)
+        .unwrap_or(0);
+    out.extend_from_slice(b"1:");
+    out.extend_from_slice(&b64[..n]);
 }
 
 enum AddrBytes {

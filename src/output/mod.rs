@@ -7,9 +7,8 @@
 //! were not UTF-8: serde_json escapes them, so every line is valid JSON.
 
 pub mod community_id;
+pub mod fmt;
 pub mod sink;
-
-use std::io::Write;
 
 use serde::Serialize;
 
@@ -19,17 +18,21 @@ use crate::flow::{EndReason, FlowRecord};
 
 pub use community_id::community_id;
 
-/// Zeek-style connection uid: "C" and 17 base62 characters of the flow hash.
+/// Zeek-style connection uid: "C" and 11 base62 characters of the flow hash.
 pub fn uid_string(uid: u64) -> String {
+    let mut v = Vec::with_capacity(12);
+    push_uid(&mut v, uid);
+    String::from_utf8(v).unwrap_or_default()
+}
+
+fn push_uid(out: &mut Vec<u8>, uid: u64) {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut s = String::with_capacity(18);
-    s.push('C');
+    out.push(b'C');
     let mut v = uid;
     for _ in 0..11 {
-        s.push(ALPHABET[(v % 62) as usize] as char);
+        out.push(ALPHABET[(v % 62) as usize]);
         v /= 62;
     }
-    s
 }
 
 pub fn proto_name(p: u8) -> &'static str {
@@ -52,34 +55,56 @@ fn end_reason(r: EndReason) -> &'static str {
 }
 
 /// One finished flow as a JSON line (Zeek conn.log field names, RFC 3339 `ts`).
+/// Every field is a number, an address or a fixed token: nothing needs escaping.
 pub fn render_flow(out: &mut Vec<u8>, r: &FlowRecord, reason: EndReason, home_internal: bool) {
-    let cid = community_id(0, r.orig, r.resp, r.orig_port, r.resp_port, r.proto);
-    // Every field is a number, an address or a fixed token: no escaping needed.
-    let _ = write!(
-        out,
-        "{{\"ts\":\"{}\",\"uid\":\"{}\",\"community_id\":\"{}\",\"id.orig_h\":\"{}\",\"id.orig_p\":{},\"id.resp_h\":\"{}\",\"id.resp_p\":{},\"proto\":\"{}\",\"duration\":{:.6},\"orig_bytes\":{},\"resp_bytes\":{},\"conn_state\":\"{}\",\"local_orig\":{},\"history\":\"{}\",\"orig_pkts\":{},\"orig_ip_bytes\":{},\"resp_pkts\":{},\"resp_ip_bytes\":{},\"end_reason\":\"{}\"",
-        r.first_ts.rfc3339(),
-        uid_string(r.uid),
-        cid,
-        r.orig,
-        r.orig_port,
-        r.resp,
-        r.resp_port,
-        proto_name(r.proto),
-        r.duration_secs(),
-        r.orig_bytes,
-        r.resp_bytes,
-        r.conn_state.as_str(),
-        r.orig_is_internal && home_internal,
-        r.history.as_str(),
-        r.orig_pkts,
-        r.orig_ip_bytes,
-        r.resp_pkts,
-        r.resp_ip_bytes,
-        end_reason(reason),
-    );
+    use self::fmt::{push_ip, push_secs6, push_u64};
+    use std::io::Write;
+    out.extend_from_slice(b"{\"ts\":\"");
+    r.first_ts.push_rfc3339(out);
+    out.extend_from_slice(b"\",\"uid\":\"");
+    push_uid(out, r.uid);
+    out.extend_from_slice(b"\",\"community_id\":\"");
+    community_id::community_id_into(out, 0, r.orig, r.resp, r.orig_port, r.resp_port, r.proto);
+    out.extend_from_slice(b"\",\"id.orig_h\":\"");
+    push_ip(out, &r.orig);
+    out.extend_from_slice(b"\",\"id.orig_p\":");
+    push_u64(out, r.orig_port as u64);
+    out.extend_from_slice(b",\"id.resp_h\":\"");
+    push_ip(out, &r.resp);
+    out.extend_from_slice(b"\",\"id.resp_p\":");
+    push_u64(out, r.resp_port as u64);
+    out.extend_from_slice(b",\"proto\":\"");
+    out.extend_from_slice(proto_name(r.proto).as_bytes());
+    out.extend_from_slice(b"\",\"duration\":");
+    push_secs6(out, r.last_ts.since(r.first_ts).0);
+    out.extend_from_slice(b",\"orig_bytes\":");
+    push_u64(out, r.orig_bytes);
+    out.extend_from_slice(b",\"resp_bytes\":");
+    push_u64(out, r.resp_bytes);
+    out.extend_from_slice(b",\"conn_state\":\"");
+    out.extend_from_slice(r.conn_state.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"local_orig\":");
+    out.extend_from_slice(if r.orig_is_internal && home_internal {
+        b"true"
+    } else {
+        b"false"
+    });
+    out.extend_from_slice(b",\"history\":\"");
+    out.extend_from_slice(r.history.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"orig_pkts\":");
+    push_u64(out, r.orig_pkts as u64);
+    out.extend_from_slice(b",\"orig_ip_bytes\":");
+    push_u64(out, r.orig_ip_bytes);
+    out.extend_from_slice(b",\"resp_pkts\":");
+    push_u64(out, r.resp_pkts as u64);
+    out.extend_from_slice(b",\"resp_ip_bytes\":");
+    push_u64(out, r.resp_ip_bytes);
+    out.extend_from_slice(b",\"end_reason\":\"");
+    out.extend_from_slice(end_reason(reason).as_bytes());
+    out.push(b'"');
     if r.vlan != 0 {
-        let _ = write!(out, ",\"vlan\":{}", r.vlan);
+        out.extend_from_slice(b",\"vlan\":");
+        push_u64(out, r.vlan as u64);
     }
     if let Some(m) = r.orig_mac {
         let _ = write!(

@@ -13,10 +13,14 @@ use crate::decode::dns::{self, DnsAnswer, DnsEndpoints};
 use crate::decode::dns_tcp::DnsTcpStream;
 use crate::decode::{tcp_flags, Packet, PROTO_TCP, PROTO_UDP};
 use crate::enrichment::Attributor;
-use crate::flow::table::{FlowShard, FlowStats};
+use crate::flow::table::{FlowShard, FlowStats, PacketKey};
 use crate::flow::{FlowEvent, FlowKey};
 use crate::output;
 use crate::time::Ts;
+
+/// Prefetch distances, in packets (see `run`).
+const PREFETCH_FAR: usize = 12;
+const PREFETCH_NEAR: usize = 6;
 
 /// Flows ended per output batch during a sweep.
 const SWEEP_CHUNK: usize = 2048;
@@ -38,6 +42,8 @@ pub(crate) struct Worker {
     engine: Engine,
     dns_tcp: HashMap<(FlowKey, bool), DnsTcpStream>,
     events: Vec<FlowEvent>,
+    /// Flow keys of the current batch, computed once for prefetch and lookup.
+    keys: Vec<PacketKey>,
     alerts: Vec<Alert>,
     answers: Vec<DnsAnswer>,
     stats: WorkerStats,
@@ -61,6 +67,7 @@ impl Worker {
             engine: Engine::new(ctx, detectors, cfg.alerts.window),
             dns_tcp: HashMap::new(),
             events: Vec::with_capacity(16),
+            keys: Vec::new(),
             alerts: Vec::new(),
             answers: Vec::new(),
             stats: WorkerStats::default(),
@@ -79,9 +86,24 @@ impl Worker {
         let fresh = |r: &Receiver<OutBatch>| r.try_recv().unwrap_or_default();
         while let Ok(mut b) = rx.recv() {
             let mut ob = fresh(&out_recycle);
+            // Two-stage software prefetch: the index slot of the packet PREFETCH_FAR
+            // ahead, the flow record of the one PREFETCH_NEAR ahead, so this packet's
+            // lookups hit the cache instead of waiting on memory.
+            self.keys.clear();
             for bp in &b.pkts {
+                self.keys.push(self.shard.key_of(&bp.pkt));
+            }
+            for i in 0..b.pkts.len() {
+                if let Some(far) = self.keys.get(i + PREFETCH_FAR) {
+                    self.shard.prefetch_slot(far);
+                }
+                if let Some(near) = self.keys.get(i + PREFETCH_NEAR) {
+                    self.shard.prefetch_flow(near);
+                }
+                let bp = &b.pkts[i];
+                let k = self.keys[i];
                 let payload = &b.arena[bp.pay_off as usize..(bp.pay_off + bp.pay_len) as usize];
-                self.packet(&bp.pkt, payload, bp.seq, &mut ob);
+                self.packet(&bp.pkt, &k, payload, bp.seq, &mut ob);
             }
             // Expiry in chunks: a mass timeout (or the final drain) never holds every
             // flow's events or rendered lines at once.
@@ -130,9 +152,9 @@ impl Worker {
         std::mem::take(&mut self.stats)
     }
 
-    fn packet(&mut self, p: &Packet, payload: &[u8], seq: u64, ob: &mut OutBatch) {
+    fn packet(&mut self, p: &Packet, k: &PacketKey, payload: &[u8], seq: u64, ob: &mut OutBatch) {
         self.events.clear();
-        self.shard.process(p, &mut self.events);
+        self.shard.process_keyed(p, k, &mut self.events);
         let mut sub = 0u32;
         let key = |sub: &mut u32| {
             *sub += 1;
