@@ -622,18 +622,27 @@ impl FlowShard {
         self.due.len()
     }
 
-    /// Queues every live flow to be ended (end of input or shutdown).
-    pub fn drain_begin(&mut self) -> usize {
+    /// Queues every live flow to be ended (end of input or shutdown at packet time
+    /// `now`); flows already past their timeout end as timed out, as a sweep would
+    /// have ended them.
+    pub fn drain_begin(&mut self, now: Ts) -> usize {
         self.due.clear();
         for c in 0..CLASSES {
             let mut t = self.tails[c];
             while t != NIL {
                 let f = &self.flows[t as usize];
+                let reason = if f.last_ts.saturating_add(self.timeouts[c]) > now {
+                    EndReason::Shutdown
+                } else if c == Class::TcpClosed as usize {
+                    EndReason::Closed
+                } else {
+                    EndReason::IdleTimeout
+                };
                 self.due.push(Due {
                     last_ts: f.last_ts,
                     uid: flow_uid(f.first_ts, &f.key),
                     slot: t,
-                    reason: EndReason::Shutdown as u8,
+                    reason: reason as u8,
                 });
                 t = f.prev;
             }
@@ -669,7 +678,7 @@ impl FlowShard {
 
     /// Ends every flow (all at once).
     pub fn drain(&mut self, out: &mut Vec<FlowEvent>) {
-        self.drain_begin();
+        self.drain_begin(Ts::ZERO);
         self.end_due(usize::MAX, out);
     }
 }

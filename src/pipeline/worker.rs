@@ -108,7 +108,7 @@ impl Worker {
             // Expiry in chunks: a mass timeout (or the final drain) never holds every
             // flow's events or rendered lines at once.
             let mut due = if b.finish {
-                self.shard.drain_begin()
+                self.shard.drain_begin(b.clock)
             } else {
                 self.shard.expire_begin(b.clock)
             };
