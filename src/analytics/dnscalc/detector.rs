@@ -459,11 +459,16 @@ fn check_calculated(
                     if !*dns_less.get_or_insert_with(|| env.dns_less(st, dst)) {
                         return None;
                     }
+                    // The port may derive from the computed address itself.
+                    let kind = match DnsCalc::derive_port(&cfg.derivations, dst, port) {
+                        Some(_) => HitKind::AddrPort(t),
+                        None => HitKind::AddrOnly(t),
+                    };
                     let hit = Hit {
                         seq,
                         ts: r.ts,
                         addr: a,
-                        kind: HitKind::AddrOnly(t),
+                        kind,
                     };
                     if hit.better_than(best) {
                         best = Some(hit);
@@ -489,9 +494,13 @@ fn check_calculated(
         IpAddr::V6(_) => env.k_v6,
     } as f64;
     let mut reasons = Vec::with_capacity(4);
-    let deriv = match hit.kind {
-        HitKind::AddrOnly(_) => None,
-        _ => DnsCalc::derive_port(&cfg.derivations, hit.addr, port),
+    // The port's source: the answered address, or (address transforms) the computed one.
+    let (deriv, port_from) = match hit.kind {
+        HitKind::AddrOnly(_) => (None, hit.addr),
+        _ => match DnsCalc::derive_port(&cfg.derivations, hit.addr, port) {
+            Some(d) => (Some(d), hit.addr),
+            None => (DnsCalc::derive_port(&cfg.derivations, dst, port), dst),
+        },
     };
     let dname = deriv.and_then(|d| cfg.derivations.get(d));
     let port_text = |d: &Derivation, from: IpAddr| {
@@ -528,8 +537,10 @@ fn check_calculated(
                     f.resp
                 ));
                 // Chance: k formulas over every address answered in the short window.
+                // One such coincidence stays below the threshold; the same key or
+                // formula again on a new answer (below) is what fires.
                 let lambda = k * imm_addrs.max(1) as f64 / HIGH_PORTS;
-                score = 0.40 + 0.2 * recency(dt, cfg.immediate_window) - (100.0 * lambda).min(0.3);
+                score = 0.30 + 0.15 * recency(dt, cfg.immediate_window) - (100.0 * lambda).min(0.3);
             }
         }
         HitKind::AddrPort(t) | HitKind::AddrOnly(t) => {
@@ -545,7 +556,7 @@ fn check_calculated(
             let shuffle = !t.is_neighbour();
             match dname {
                 Some(d) => {
-                    reasons.push(format!("{} of {}", port_text(d, hit.addr), hit.addr));
+                    reasons.push(format!("{} of {port_from}", port_text(d, port_from)));
                     score = if shuffle { 0.55 } else { 0.45 } + 0.3 * rec;
                     derivation = format!("{}; {}", t.name(), d.name);
                 }
