@@ -717,9 +717,9 @@ impl Detector for DnsCalc {
         // lookups only. Standard and allowlisted ports are never checked: not indexed.
         let scratch = &mut self.scratch;
         scratch.clear();
-        for i in 0..n {
+        for (i, slot) in addrs.iter_mut().enumerate().take(n) {
             let ip = canonical(a.addrs[i]);
-            addrs[i] = ip;
+            *slot = ip;
             if cfg.calculated_port {
                 let o = Operands::from_ip(ip);
                 for d in cfg.derivations.iter().filter(|d| d.family == o.family) {
