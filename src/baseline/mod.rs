@@ -88,16 +88,24 @@ impl<K: Copy + PartialEq> TopN<K> {
         if self.entries.len() < cap {
             self.entries.push(fresh);
         } else {
-            // One decay per entry. A newcomer displaces the weakest one-off (a port used
-            // once): habits stay, and one-offs keep rotating through.
-            let mut weakest: Option<(usize, f32)> = None;
-            for (i, e) in self.entries.iter().enumerate() {
-                let c = e.count_at(now, half_life);
-                if c < 2.0 && weakest.is_none_or(|(_, w)| c < w) {
-                    weakest = Some((i, c));
+            // A newcomer displaces a one-off (a key used once): habits stay, and one-offs
+            // keep rotating through, stalest first. Decay only lowers a count, so a stored
+            // count under 2 is a one-off without computing it (this runs per flow).
+            let stalest = (self.entries.iter().enumerate())
+                .filter(|(_, e)| e.count < 2.0)
+                .min_by_key(|(_, e)| e.last)
+                .map(|(i, _)| i);
+            let weakest = stalest.or_else(|| {
+                let mut w: Option<(usize, f32)> = None;
+                for (i, e) in self.entries.iter().enumerate() {
+                    let c = e.count_at(now, half_life);
+                    if c < 2.0 && w.is_none_or(|(_, x)| c < x) {
+                        w = Some((i, c));
+                    }
                 }
-            }
-            if let Some((i, _)) = weakest {
+                w.map(|(i, _)| i)
+            });
+            if let Some(i) = weakest {
                 self.entries[i] = fresh;
             }
         }

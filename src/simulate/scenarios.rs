@@ -538,7 +538,9 @@ impl Ctx<'_> {
                         ),
                         _ => Ipv4Addr::new(192, 168, rng.below(256) as u8, rng.range(1, 254) as u8),
                     };
-                    (a, hardcoded, rng.range(60, 600) as u32)
+                    // A private address is reachable (an internal relay, rebinding):
+                    // the implant uses it. Only unreachable bogons send it to a fallback.
+                    (a, a, rng.range(60, 600) as u32)
                 }
                 _ => {
                     let a = self.world.public_v4(self.rng);

@@ -52,6 +52,10 @@ pub struct ScoreArgs {
     /// Seconds after an instance's last packet during which its alerts still count.
     #[arg(long, default_value_t = 120.0)]
     pub slack_s: f64,
+    /// Only score these analytics (instances planted for them, alerts they raised), e.g.
+    /// to judge two analytics of a technique another analytic also serves; repeatable.
+    #[arg(long = "analytic")]
+    pub analytics: Vec<String>,
 }
 
 /// One deduplicated alert.
@@ -296,11 +300,16 @@ pub fn report(sc: &Scores) -> String {
 pub fn run_score(args: &ScoreArgs) -> Result<bool, String> {
     let t = std::fs::read_to_string(&args.truth)
         .map_err(|e| format!("cannot read {}: {e}", args.truth.display()))?;
-    let truth: Truth = serde_json::from_str(&t)
+    let mut truth: Truth = serde_json::from_str(&t)
         .map_err(|e| format!("{}: not a truth file: {e}", args.truth.display()))?;
     let a = std::fs::read_to_string(&args.alerts)
         .map_err(|e| format!("cannot read {}: {e}", args.alerts.display()))?;
-    let (groups, bad) = group_alerts(&a);
+    let (mut groups, bad) = group_alerts(&a);
+    if !args.analytics.is_empty() {
+        let keep = |n: &str| args.analytics.iter().any(|x| x == n);
+        truth.instances.retain(|i| keep(&i.analytic));
+        groups.retain(|g| keep(&g.analytic));
+    }
     if bad > 0 {
         eprintln!("portent score: skipped {bad} alert lines without analytic, src_ip or a valid timestamp");
     }

@@ -474,6 +474,7 @@ fn perfect_alerts_score_one_and_a_false_alert_fails_precision() {
         min_precision: Some(1.0),
         techniques: Vec::new(),
         slack_s: 120.0,
+        analytics: Vec::new(),
     };
     assert_eq!(run_score(&args), Ok(true));
     lines.push(r#"{"timestamp":"2026-11-20T10:00:00Z","analytic":"periodic_transfer","src_ip":"10.9.9.9","dest_ip":"1.2.3.4","dest_port":443}"#.into());

@@ -7,9 +7,10 @@
 //! calculated_port = true          # dns_calculated_port
 //! unusual_response = true         # unusual_dns_nonstandard_port
 //! window_s = 120                  # answer -> connection correlation window
+//! immediate_window_s = 60         # ... when the destination came from no answer
 //! min_score = 0.5
 //! max_answers_per_host = 32
-//! max_hosts = 65536               # per worker; least recently active evicted
+//! max_hosts = 16384               # per worker; least recently active evicted
 //! builtin_derivations = true
 //! disable_derivations = ["o4*256+o1"]
 //! derivations = ["(o1+o4)*256+o2"]   # o1..o4 / h1..h8, + - * / % ( )
@@ -101,6 +102,10 @@ pub struct DnsCalcConfig {
     pub calculated_port: bool,
     pub unusual_response: bool,
     pub window: Dur,
+    /// Window for matches whose destination no DNS answer gave (a fallback address, an
+    /// address computed with a key): malware connects right after the lookup, and the
+    /// shorter window keeps such weaker matches rare by chance.
+    pub immediate_window: Dur,
     pub min_score: f64,
     pub max_answers_per_host: usize,
     pub max_hosts: usize,
@@ -119,9 +124,10 @@ impl Default for DnsCalcConfig {
             calculated_port: true,
             unusual_response: true,
             window: Dur::from_secs(120),
+            immediate_window: Dur::from_secs(60),
             min_score: 0.5,
             max_answers_per_host: 32,
-            max_hosts: 65_536,
+            max_hosts: 16_384,
             derivations: (0..BUILTIN.len()).filter_map(Derivation::builtin).collect(),
             address_transforms: true,
             standard_ports: PortSet::new(STANDARD_PORTS.iter().copied()),
@@ -217,6 +223,9 @@ impl DnsCalcConfig {
                 "calculated_port" => c.calculated_port = get_bool(v, k)?,
                 "unusual_response" => c.unusual_response = get_bool(v, k)?,
                 "window_s" => c.window = Dur::from_secs_f64(get_num(v, k, 1.0, 3600.0)?),
+                "immediate_window_s" => {
+                    c.immediate_window = Dur::from_secs_f64(get_num(v, k, 1.0, 3600.0)?)
+                }
                 "min_score" => c.min_score = get_num(v, k, 0.0, 1.0)?,
                 "max_answers_per_host" => c.max_answers_per_host = get_int(v, k, 1, 256)? as usize,
                 "max_hosts" => c.max_hosts = get_int(v, k, 16, 1 << 24)? as usize,

@@ -175,6 +175,9 @@ impl Derivation {
     }
 }
 
+/// Largest address offset that counts as a neighbour (within about one /24).
+pub const MAX_OFFSET: i64 = 255;
+
 /// Addresses a host may have computed from an answered address, without a key.
 /// Neighbours (±1..±3, one octet ±1) are cheap for benign traffic to hit too (the next
 /// server of a farm), so they are kept apart from the bit-shuffling transforms.
@@ -187,7 +190,7 @@ pub enum AddrTransform {
     RotatedRight,
     AllOctetsPlus1,
     AllOctetsMinus1,
-    Offset(i8),
+    Offset(i16),
     OctetPlus1(u8),
     OctetMinus1(u8),
 }
@@ -270,8 +273,8 @@ impl AddrTransform {
                     }
                 }
                 let d = i64::from(u32::from(t)) - i64::from(u32::from(f));
-                if d != 0 && d.abs() <= 3 {
-                    return Some(Offset(d as i8));
+                if d != 0 && d.abs() <= MAX_OFFSET {
+                    return Some(Offset(d as i16));
                 }
                 let differ = (0..4).filter(|&k| fo[k] != to_[k]).count();
                 match differ {
@@ -294,7 +297,7 @@ impl AddrTransform {
                     return Some(SwappedHalves);
                 }
                 let d = tb.wrapping_sub(fa) as i128;
-                (d != 0 && d.unsigned_abs() <= 3).then_some(Offset(d as i8))
+                (d != 0 && d.unsigned_abs() <= MAX_OFFSET as u128).then_some(Offset(d as i16))
             }
             _ => None,
         }

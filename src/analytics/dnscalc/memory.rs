@@ -1,23 +1,60 @@
 //! Answer memory: the recent DNS answers each internal host received, bounded per host
-//! (a ring of `max_answers_per_host`) and in hosts (least recently active evicted). A
-//! connection check walks one host's ring, newest first, and stops at the window's edge:
-//! O(answers in the window), no allocation. Only storing an answer allocates (its name).
+//! and in hosts (least recently active evicted).
+//!
+//! The per-flow check must cost a few lookups, so the work is done at answer time: each
+//! answer's derived ports (every derivation over every kept address) and, for IPv4, the
+//! octet signature its shuffles share go into one sorted per-host [`Index`]. A new flow
+//! then costs one binary search for its port (and, when the destination came from no
+//! answer, one for its signature); nothing on that path hashes a string or allocates.
+//!
+//! Memory per host is bounded twice: the answer ring (`max_answers_per_host`) and the
+//! index ([`MAX_INDEX`] entries); when a large answer would overflow the index, the
+//! oldest answers go first. See [`HostState::heap_bytes`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use hashbrown::HashMap;
 
 use crate::baseline::HostBaseline;
 use crate::time::{Dur, Ts};
 
 use super::unusual::Unusual;
 
-/// Addresses kept per answer (a CDN answer has a handful; the rest are counted).
+/// Addresses kept per answer (a CDN answer has a handful; the rest are counted, and all
+/// go into the worker's answered-address set).
 pub const KEEP_ADDRS: usize = 8;
 
-/// One answer as remembered for its host.
+/// Index entries per host: 8 bytes each, so at most 8 KiB per host.
+pub const MAX_INDEX: usize = 1024;
+
+/// Index key kinds.
+pub const KEY_PORT: u64 = 0;
+pub const KEY_SIG: u64 = 1;
+
+/// One index entry: `key (kind << 32 | value)` in bits 63..24, answer sequence (low byte)
+/// in 15..8, address slot in 7..0. Sorted by key, then answer, then address.
+pub fn entry(kind: u64, value: u32, seq: u32, addr: usize) -> u64 {
+    ((kind << 32 | u64::from(value)) << 24) | (u64::from(seq & 0xff) << 8) | addr as u64
+}
+
+/// Bit of a key in a host's [`HostState::filter`] (4096 bits).
+fn filter_bit(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize
+}
+
+/// The octets of an IPv4 address sorted: every byte shuffle of it has the same one.
+pub fn octet_sig(a: [u8; 4]) -> u32 {
+    let mut o = a;
+    o.sort_unstable();
+    u32::from_be_bytes(o)
+}
+
+/// One answer as remembered for its host (addresses canonical: mapped IPv4 as IPv4).
 #[derive(Clone, Debug)]
 pub struct Remembered {
+    pub seq: u32,
     pub ts: Ts,
     pub query: Arc<str>,
     pub addrs: [IpAddr; KEEP_ADDRS],
@@ -37,6 +74,14 @@ impl Remembered {
 #[derive(Debug)]
 pub struct HostState {
     pub answers: VecDeque<Remembered>,
+    /// Sorted [`entry`]s of the remembered answers.
+    pub index: Vec<u64>,
+    /// Which keys may be in the index: most flows are answered "no" by one bit test,
+    /// without a binary search (a full index sets about a fifth of the bits).
+    filter: Box<[u64; 64]>,
+    next_seq: u32,
+    /// Time of the newest answer with unusual evidence (`Ts::ZERO`: none).
+    pub last_unusual: Ts,
     pub last_active: Ts,
     pub baseline: HostBaseline,
     /// Learned since the last save.
@@ -44,25 +89,95 @@ pub struct HostState {
     /// The derivation that last matched for this host and how often it did: the same
     /// formula again on a new answer is strong evidence (chance does not repeat).
     pub repeat: Option<(usize, u32)>,
+    /// The address relation (answer XOR destination) of the last port-only match and how
+    /// often it was seen: a fixed key applied to every answer.
+    pub relation: Option<(u128, u32)>,
+    /// The host's platform (index into the detector's platform list + 1; 0 unknown) and
+    /// when the EDR feed was last asked.
+    pub platform: u8,
+    pub platform_asked: Option<Ts>,
 }
 
 impl HostState {
     fn new(cap: usize, now: Ts, baseline: HostBaseline) -> HostState {
         HostState {
-            answers: VecDeque::with_capacity(cap),
+            answers: VecDeque::with_capacity(cap.min(8)),
+            index: Vec::new(),
+            filter: Box::new([0; 64]),
+            next_seq: 0,
+            last_unusual: Ts::ZERO,
             last_active: now,
             baseline,
             dirty: false,
             repeat: None,
+            relation: None,
+            platform: 0,
+            platform_asked: None,
         }
     }
 
-    /// Remembers an answer; the oldest one goes when the ring is full (no reallocation).
-    pub fn remember(&mut self, r: Remembered, cap: usize) {
-        while self.answers.len() >= cap {
+    /// The remembered answer with this sequence low byte, if still kept.
+    pub fn by_seq(&self, seq_lo: u8) -> Option<&Remembered> {
+        let front = self.answers.front()?.seq as u8;
+        self.answers.get(usize::from(seq_lo.wrapping_sub(front)))
+    }
+
+    /// Entries with this key (kind and value), in index order.
+    pub fn lookup(&self, kind: u64, value: u32) -> &[u64] {
+        let key = kind << 32 | u64::from(value);
+        let bit = filter_bit(key);
+        if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
+            return &[];
+        }
+        let lo = key << 24;
+        let hi = lo + (1 << 24);
+        let a = self.index.partition_point(|&e| e < lo);
+        let n = self.index[a..].iter().take_while(|&&e| e < hi).count();
+        &self.index[a..a + n]
+    }
+
+    fn rebuild_filter(&mut self) {
+        self.filter.fill(0);
+        for &e in &self.index {
+            let bit = filter_bit(e >> 24);
+            self.filter[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    /// Remembers an answer with its sorted index entries (`new` is scratch: consumed).
+    /// The oldest answers go when the ring or the index would overflow; no allocation
+    /// once the ring and the index have grown to their caps.
+    pub fn remember(&mut self, mut r: Remembered, new: &mut Vec<u64>, cap: usize) {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        r.seq = seq;
+        for e in new.iter_mut() {
+            *e = (*e & !0xff00) | (u64::from(seq & 0xff) << 8);
+        }
+        new.sort_unstable();
+        new.dedup();
+        new.truncate(MAX_INDEX);
+        while !self.answers.is_empty()
+            && (self.answers.len() >= cap || self.index.len() + new.len() > MAX_INDEX)
+        {
             self.answers.pop_front();
+            self.prune();
         }
         self.answers.push_back(r);
+        merge_into(&mut self.index, new);
+        new.clear();
+        self.rebuild_filter();
+    }
+
+    /// Drops index entries of answers no longer kept.
+    fn prune(&mut self) {
+        let Some(front) = self.answers.front().map(|r| r.seq as u8) else {
+            self.index.clear();
+            return;
+        };
+        let n = self.answers.len();
+        self.index
+            .retain(|&e| usize::from(((e >> 8) as u8).wrapping_sub(front)) < n);
     }
 
     /// Answers still inside the window at `now`, newest first.
@@ -73,6 +188,39 @@ impl HostState {
             .rev()
             .skip_while(move |r| r.ts > now)
             .take_while(move |r| r.ts >= from)
+    }
+
+    /// Whether any remembered answer named `ip` (canonical).
+    pub fn answered(&self, ip: IpAddr) -> bool {
+        self.answers.iter().any(|r| r.addrs().contains(&ip))
+    }
+
+    /// Heap bytes held (ring, index, names counted once each, baseline).
+    pub fn heap_bytes(&self) -> usize {
+        let names: usize = self.answers.iter().map(|r| r.query.len() + 16).sum();
+        self.answers.capacity() * std::mem::size_of::<Remembered>()
+            + self.index.capacity() * 8
+            + 512
+            + names
+            + self.baseline.ports.entries.capacity() * 24
+            + self.baseline.dests.entries.capacity() * 24
+    }
+}
+
+/// Merges sorted `new` into sorted `v` in place, from the back.
+fn merge_into(v: &mut Vec<u64>, new: &[u64]) {
+    let (n, m) = (v.len(), new.len());
+    v.resize(n + m, 0);
+    let (mut i, mut j, mut k) = (n, m, n + m);
+    while j > 0 {
+        if i > 0 && v[i - 1] > new[j - 1] {
+            v[k - 1] = v[i - 1];
+            i -= 1;
+        } else {
+            v[k - 1] = new[j - 1];
+            j -= 1;
+        }
+        k -= 1;
     }
 }
 
@@ -120,6 +268,12 @@ impl Hosts {
         st
     }
 
+    /// Heap bytes of all hosts (map slots included).
+    pub fn heap_bytes(&self) -> usize {
+        self.map.capacity() * (std::mem::size_of::<IpAddr>() + std::mem::size_of::<HostState>() + 1)
+            + self.map.values().map(HostState::heap_bytes).sum::<usize>()
+    }
+
     /// Drops the least recently active eighth at once, so the scan is amortised over
     /// many inserts.
     fn evict(&mut self, _now: Ts) {
@@ -149,12 +303,51 @@ impl Hosts {
     }
 }
 
+/// Addresses answered to any host of this worker lately: a destination in it was given
+/// by DNS even when the host's own ring has rolled over. Two generations bound it.
+pub struct Answered {
+    cur: HashMap<u128, ()>,
+    old: HashMap<u128, ()>,
+    cap: usize,
+}
+
+fn addr_key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)) | (1 << 127),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+impl Answered {
+    pub fn new(cap: usize) -> Answered {
+        Answered {
+            cur: HashMap::new(),
+            old: HashMap::new(),
+            cap: (cap / 2).max(8),
+        }
+    }
+    pub fn insert(&mut self, ip: IpAddr) {
+        if self.cur.len() >= self.cap {
+            self.old = std::mem::take(&mut self.cur);
+        }
+        self.cur.insert(addr_key(ip), ());
+    }
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let k = addr_key(ip);
+        self.cur.contains_key(&k) || self.old.contains_key(&k)
+    }
+    pub fn heap_bytes(&self) -> usize {
+        (self.cur.capacity() + self.old.capacity()) * 17
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rem(t: i64, name: &str) -> Remembered {
         Remembered {
+            seq: 0,
             ts: Ts::from_secs(t),
             query: Arc::from(name),
             addrs: [IpAddr::from([1, 2, 3, 4]); KEEP_ADDRS],
@@ -169,11 +362,17 @@ mod tests {
     fn ring_is_bounded_and_window_stops_the_walk() {
         let mut h = Hosts::new(4, 3);
         let s = h.get_or_insert(IpAddr::from([10, 0, 0, 1]), Ts::ZERO, HostBaseline::default);
+        let mut scratch = Vec::new();
         for t in 0..10 {
-            s.remember(rem(t * 50, &format!("n{t}")), 3);
+            scratch.push(entry(KEY_PORT, 1000 + t as u32, 0, 0));
+            s.remember(rem(t * 50, &format!("n{t}")), &mut scratch, 3);
         }
         assert_eq!(s.answers.len(), 3);
-        assert_eq!(s.answers.capacity(), 3.max(s.answers.capacity()));
+        assert_eq!(s.index.len(), 3);
+        assert!(s.lookup(KEY_PORT, 1006).is_empty());
+        let e = s.lookup(KEY_PORT, 1008);
+        assert_eq!(e.len(), 1);
+        assert_eq!(&*s.by_seq((e[0] >> 8) as u8).unwrap().query, "n8");
         let names: Vec<&str> = s
             .recent(Ts::from_secs(460), Dur::from_secs(120))
             .map(|r| &*r.query)
@@ -184,6 +383,28 @@ mod tests {
             .map(|r| &*r.query)
             .collect();
         assert_eq!(names, vec!["n9"]);
+    }
+
+    #[test]
+    fn index_cap_drops_oldest_answers_and_survives_seq_wrap() {
+        let mut h = Hosts::new(4, 32);
+        let s = h.get_or_insert(IpAddr::from([10, 0, 0, 1]), Ts::ZERO, HostBaseline::default);
+        let mut scratch = Vec::new();
+        for t in 0..600u32 {
+            for p in 0..300 {
+                scratch.push(entry(KEY_PORT, t * 1000 + p, 0, (p % 8) as usize));
+            }
+            s.remember(rem(i64::from(t), "x"), &mut scratch, 32);
+            assert!(s.index.len() <= MAX_INDEX);
+            assert!(s.index.windows(2).all(|w| w[0] < w[1]));
+            for &e in s.lookup(KEY_PORT, t * 1000 + 5) {
+                assert_eq!(
+                    s.by_seq((e >> 8) as u8).unwrap().ts,
+                    Ts::from_secs(t.into())
+                );
+            }
+        }
+        assert!(s.answers.len() <= 4);
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //!
 //! * `dns_calculated_port`: a host connects, within a window after a DNS answer it got,
 //!   to a port computed from the answer's address bytes ([`derivation::BUILTIN`] plus
-//!   config expressions), or to an address derived from an answered one
-//!   ([`derivation::AddrTransform`]).
+//!   config expressions), on the answered address or on one derived from it
+//!   ([`derivation::AddrTransform`]); or, right after the answer, to an address no answer
+//!   gave on such a port, once the same key (answer XOR destination) or formula repeats.
 //! * `unusual_dns_nonstandard_port`: an unusual answer ([`unusual::Unusual`]) followed by
-//!   a connection from the same host to the answered address on a port outside the
-//!   standard list and the host's baseline.
+//!   a connection from the same host on a port outside the standard list and the host's
+//!   baseline, to the answered address or, when the answer is unusable (private for a
+//!   public name, reserved), to a fallback address no answer gave.
 //!
 //! Chance-match control: a family of k formulas over m answers naming the destination
 //! hits a random high port with probability about k·m/64512. The window, the requirement

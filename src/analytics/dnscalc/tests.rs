@@ -50,6 +50,12 @@ fn answer(t: f64, client: &str, query: &str, addrs: &[&str], ttl: u32) -> DnsAns
     }
 }
 
+fn syn() -> crate::flow::History {
+    let mut h = crate::flow::History::default();
+    h.push(b'S');
+    h
+}
+
 fn conn(t: f64, src: &str, dst: &str, port: u16) -> FlowEvent {
     FlowEvent::Started(FlowRecord {
         uid: (t * 1000.0) as u64,
@@ -68,7 +74,7 @@ fn conn(t: f64, src: &str, dst: &str, port: u16) -> FlowEvent {
         orig_ip_bytes: 60,
         resp_ip_bytes: 0,
         conn_state: Default::default(),
-        history: Default::default(),
+        history: syn(),
         orig_first_sizes: [0; 4],
         resp_first_sizes: [0; 4],
         orig_mac: None,
@@ -202,10 +208,12 @@ fn derived_address_and_port() {
     let a = calc(&out);
     assert_eq!(a.len(), 1, "{out:#?}");
     assert!(a[0].reasons[0].starts_with("address 9.201.63.71 = octets reversed of A 71.63.201.9"));
-    assert!(a[0].reasons[1].starts_with("port 2505 = 9*256+201 of 9.201.63.71"));
+    // 9*256+201 is o1*256+o2 of the computed address and o4*256+o3 of the answered one:
+    // the answered address is preferred (the formula family is over answers).
+    assert!(a[0].reasons[1].starts_with("port 2505 = 9*256+201 of 71.63.201.9"));
     assert_eq!(
         a[0].dns.as_ref().unwrap().derivation.as_deref(),
-        Some("octets reversed; o1*256+o2")
+        Some("octets reversed; o4*256+o3")
     );
 }
 
@@ -268,7 +276,7 @@ fn baseline_never_gates_a_first_connection() {
             f64::from(i) * 60.0,
             HOST,
             "198.51.100.20",
-            443,
+            22_000,
         )));
     }
     evs.push(Ev::Dns(answer(
@@ -333,6 +341,103 @@ fn no_alert_to_an_address_not_in_the_answer() {
         Ev::Flow(conn(2.0, HOST, "203.0.113.77", 18239)),
     ]);
     assert!(out.is_empty(), "{out:#?}");
+}
+
+#[test]
+fn keyed_address_fires_when_the_key_repeats() {
+    // The implant connects to answer XOR key on a port from the answer: once is chance
+    // (k/64512), the same key on the next answer is not.
+    let key = 0x01a5_3c77u32;
+    let xor = |s: &str| {
+        let a: std::net::Ipv4Addr = s.parse().unwrap();
+        std::net::Ipv4Addr::from(u32::from(a) ^ key).to_string()
+    };
+    let out = run(vec![
+        Ev::Dns(answer(1.0, HOST, "upd.example.net", &["71.63.201.9"], 600)),
+        Ev::Flow(conn(3.0, HOST, &xor("71.63.201.9"), 201 * 256 + 9)),
+        Ev::Dns(answer(900.0, HOST, "upd.example.net", &["88.14.77.3"], 600)),
+        Ev::Flow(conn(902.0, HOST, &xor("88.14.77.3"), 77 * 256 + 3)),
+    ]);
+    let a = calc(&out);
+    assert_eq!(a.len(), 1, "{out:#?}");
+    assert_eq!(a[0].dst, ip(&xor("88.14.77.3")));
+    assert!(a[0].reasons.iter().any(|r| r.contains("same address key")));
+}
+
+#[test]
+fn fallback_after_a_bogon_answer() {
+    let out = run(vec![
+        Ev::Dns(answer(1.0, HOST, "upd.example.net", &["0.0.0.0"], 300)),
+        Ev::Flow(conn(4.0, HOST, "165.145.19.171", 3446)),
+        // LAN peers and broadcasts are reached without DNS all the time.
+        Ev::Flow(conn(5.0, HOST, "10.1.255.255", 17500)),
+    ]);
+    let u = unusual(&out);
+    assert_eq!(u.len(), 1, "{out:#?}");
+    assert_eq!(u[0].dst, ip("165.145.19.171"));
+    // A destination some answer gave is no fallback.
+    let out = run(vec![
+        Ev::Dns(answer(
+            1.0,
+            HOST,
+            "other.example.net",
+            &["165.145.19.171"],
+            300,
+        )),
+        Ev::Dns(answer(2.0, HOST, "upd.example.net", &["0.0.0.0"], 300)),
+        Ev::Flow(conn(4.0, HOST, "165.145.19.171", 3446)),
+    ]);
+    assert!(unusual(&out).is_empty(), "{out:#?}");
+}
+
+#[test]
+fn midstream_tcp_is_not_a_new_connection() {
+    let mut f = conn(3.1, HOST, "71.63.201.9", 18239);
+    if let FlowEvent::Started(r) = &mut f {
+        r.history = Default::default();
+        r.history.push(b'D');
+    }
+    let out = run(vec![
+        Ev::Dns(answer(1.0, HOST, "upd.example.net", &["71.63.201.9"], 60)),
+        Ev::Flow(f),
+    ]);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn odd_name_then_nonstandard_port() {
+    let out = run(vec![
+        Ev::Dns(answer(1.0, HOST, "x7k2mz9qpl3v.top", &["71.63.201.9"], 300)),
+        Ev::Flow(conn(4.0, HOST, "71.63.201.9", 3446)),
+    ]);
+    assert_eq!(unusual(&out).len(), 1, "{out:#?}");
+}
+
+#[test]
+fn memory_per_host_is_bounded() {
+    let mut d = DnsCalc::new(DnsCalcConfig::default(), None);
+    let c = ctx();
+    let mut out = Vec::new();
+    let addrs: Vec<String> = (0..8).map(|i| format!("71.63.{i}.9")).collect();
+    let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    for h in 0..64 {
+        let host = format!("10.1.1.{h}");
+        for i in 0..200 {
+            let a = answer(f64::from(i), &host, &format!("n{i}.example.com"), &refs, 60);
+            d.on_dns(&c, &a, &mut out);
+        }
+        for p in 0..40 {
+            d.on_flow(
+                &c,
+                &conn(300.0, &host, "198.51.100.7", 20_000 + p),
+                &mut out,
+            );
+        }
+    }
+    let (hosts, bytes) = d.memory();
+    let per_host = bytes / hosts;
+    eprintln!("dnscalc: worst-case memory {per_host} bytes per host ({hosts} hosts)");
+    assert!(per_host < 24 * 1024, "{per_host}");
 }
 
 #[test]

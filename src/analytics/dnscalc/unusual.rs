@@ -25,8 +25,13 @@ impl Unusual {
     pub const ODD_RECORDS: Unusual = Unusual(16);
     pub const CHANGED_ADDRS: Unusual = Unusual(32);
     pub const NEW_NAME: Unusual = Unusual(64);
+    pub const ODD_NAME: Unusual = Unusual(128);
 
-    const ALL: [(Unusual, f64, &'static str); 7] = [
+    /// An address no public service can be reached at: the host cannot use the answer
+    /// as given, so what it connects to next (a fallback) is what matters.
+    pub const UNUSABLE: Unusual = Unusual(2 | 4);
+
+    const ALL: [(Unusual, f64, &'static str); 8] = [
         (Unusual::LOW_TTL, 0.40, "very low TTL"),
         (
             Unusual::PRIVATE_FOR_PUBLIC,
@@ -42,6 +47,7 @@ impl Unusual {
             "addresses outside the name's usual networks",
         ),
         (Unusual::NEW_NAME, 0.15, "name never seen before"),
+        (Unusual::ODD_NAME, 0.35, "machine-generated-looking domain"),
     ];
 
     pub fn has(self, f: Unusual) -> bool {
@@ -149,6 +155,67 @@ pub fn is_public_name(name: &str, internal: &[String]) -> bool {
         && !internal.iter().any(|d| name_under(name, d))
 }
 
+/// The label a registrant chose: the one left of the public suffix (two-letter
+/// second-level suffixes such as `co.uk` are skipped).
+fn registered_label(name: &str) -> Option<&str> {
+    let mut it = name.trim_end_matches('.').rsplit('.');
+    let _tld = it.next()?;
+    let l = it.next()?;
+    if l.len() <= 3
+        && matches!(
+            l,
+            "co" | "com" | "net" | "org" | "ac" | "gov" | "edu" | "ne" | "or"
+        )
+    {
+        return it.next();
+    }
+    Some(l)
+}
+
+/// A registered label that looks machine-generated (DGA): long, and either digits
+/// interleaved with letters or too few vowels for a pronounceable word (thresholds
+/// leave compounds such as "frostbirch" or "matchstrike" alone). Random
+/// subdomains of a known domain (CDN node names) do not count: only the label someone
+/// registered does.
+pub fn is_odd_name(name: &str) -> bool {
+    let Some(l) = registered_label(name) else {
+        return false;
+    };
+    let b = l.as_bytes();
+    if b.len() < 10 || !b.iter().all(|c| c.is_ascii_alphanumeric()) {
+        return false;
+    }
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    let letters = b.len() - digits;
+    let vowels = b
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.to_ascii_lowercase(),
+                b'a' | b'e' | b'i' | b'o' | b'u' | b'y'
+            )
+        })
+        .count();
+    let switches = b
+        .windows(2)
+        .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+        .count();
+    let mut run = 0;
+    let mut max_run = 0;
+    for c in b {
+        let consonant = c.is_ascii_alphabetic()
+            && !matches!(
+                c.to_ascii_lowercase(),
+                b'a' | b'e' | b'i' | b'o' | b'u' | b'y'
+            );
+        run = if consonant { run + 1 } else { 0 };
+        max_run = max_run.max(run);
+    }
+    (digits >= 2 && letters >= 4 && switches >= 3)
+        || (letters >= 10 && (vowels as f64) < 0.2 * letters as f64)
+        || max_run >= 6
+}
+
 /// Prefixes remembered per name.
 const PREFIXES_PER_NAME: usize = 4;
 
@@ -191,10 +258,23 @@ impl NameHistory {
     pub fn classify(&mut self, a: &DnsAnswer, cfg: &UnusualConfig) -> Unusual {
         let mut u = Unusual::default();
         let public = is_public_name(&a.query, &cfg.internal_domains);
-        if public && a.addrs.iter().any(|&ip| is_private(ip)) {
+        if public && is_odd_name(&a.query) {
+            u.set(Unusual::ODD_NAME);
+        }
+        let h = name_hash(&a.query);
+        let known = match self.cur.get(&h) {
+            Some(i) => Some(*i),
+            None => self.old.get(&h).copied(),
+        };
+        // Split horizon (or a parked name) by habit: a private or reserved address the
+        // name has answered with before is its configuration, not news.
+        let habitual = |ip: &IpAddr| {
+            known.is_some_and(|i| i.prefixes[..i.n as usize].contains(&dest_key(*ip)))
+        };
+        if public && a.addrs.iter().any(|ip| is_private(*ip) && !habitual(ip)) {
             u.set(Unusual::PRIVATE_FOR_PUBLIC);
         }
-        if public && a.addrs.iter().any(|&ip| is_bogon(ip)) {
+        if public && a.addrs.iter().any(|ip| is_bogon(*ip) && !habitual(ip)) {
             u.set(Unusual::BOGON);
         }
         if a.rcode != 0 && !a.addrs.is_empty() {
@@ -209,11 +289,6 @@ impl NameHistory {
             u.set(Unusual::ODD_RECORDS);
         }
 
-        let h = name_hash(&a.query);
-        let known = match self.cur.get(&h) {
-            Some(i) => Some(*i),
-            None => self.old.get(&h).copied(),
-        };
         let mut info = known.unwrap_or_default();
         match known {
             None => u.set(Unusual::NEW_NAME),
@@ -292,6 +367,33 @@ mod tests {
         assert!(!is_public_name("nas.home.arpa", &internal));
         assert!(!is_public_name("localhost", &internal));
         assert!(!is_public_name("1.0.0.10.in-addr.arpa", &internal));
+    }
+
+    #[test]
+    fn odd_names() {
+        for n in [
+            "x7k2mz9qpl3.top",
+            "qwrtzxcvbnmk.xyz",
+            "a1b2c3d4e5f6.biz",
+            "kq0v8r2jx4t.cc",
+        ] {
+            assert!(is_odd_name(n), "{n}");
+        }
+        for n in [
+            "telemetry.cloudcrest.com",
+            "www.rivercoral.co.uk",
+            "d1a2b3c4e5f6.cloudfront.net",
+            "e1234.a.akamaiedge.net",
+            "login.microsoftonline.com",
+            "stackoverflow.com",
+            "registry-1.docker.io",
+            "intake.datadoghq.com",
+            "x7k2.top",
+            "www.frostbirch.com",
+            "www.birchstone.io",
+        ] {
+            assert!(!is_odd_name(n), "{n}");
+        }
     }
 
     #[test]
