@@ -1,0 +1,710 @@
+//! The `periodic_transfer` (T1029, AN1115) and `fixed_size_transfer` (T1030, AN0598)
+//! detectors: group outbound traffic into series and feed [`PeriodicSeries`] /
+//! [`SizeSeries`].
+//!
+//! * Groups: (internal host, external address, port, transport); (host, DNS name the host
+//!   resolved the address from), so rotating CDN / fast-flux addresses form one series;
+//!   (host, EDR process executable) when the feed attributes the flow.
+//! * Beats: connection starts (TCP from a SYN, UDP), and inside long-lived flows the
+//!   starts of outbound messages, except repeated small messages (keepalives).
+//! * Sizes: payload per connection, or per message when a flow carried several (never
+//!   both); and, inside one connection, messages that are all multiples of one chunk.
+//! * Quiet by design: infrastructure ports, known agents (domains, CIDRs, executables,
+//!   launchd labels), sizes below the floor, keepalives. EDR context (launchd origin,
+//!   unexpected user) raises the score; a schedule periodic for over a day lowers it.
+//!
+//! Memory: every map is capped; series evict the least recently seen (counted).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::config::CadenceConfig;
+use super::{FixedSizeVerdict, Observed, PeriodicSeries, PeriodicVerdict, SizeSeries};
+use crate::analytics::{Alert, Analytic, Context, Detector};
+use crate::decode::dns::DnsAnswer;
+use crate::decode::{PROTO_TCP, PROTO_UDP};
+use crate::enrichment::Attribution;
+use crate::flow::{FlowEvent, FlowRecord};
+use crate::time::{Dur, Ts};
+
+/// Addresses remembered per series for `dest_ips`.
+const MAX_DEST_IPS: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Addr {
+        host: IpAddr,
+        peer: IpAddr,
+        port: u16,
+        proto: u8,
+    },
+    Name {
+        host: IpAddr,
+        name: u64,
+    },
+    Proc {
+        host: IpAddr,
+        exe: u64,
+    },
+}
+
+/// One group's state.
+struct Series {
+    beats: PeriodicSeries,
+    sizes: SizeSeries,
+    last_seen: Ts,
+    /// Last flow in evidence.
+    peer: IpAddr,
+    port: u16,
+    src_port: u16,
+    proto: u8,
+    uid: u64,
+    ips: [Option<IpAddr>; MAX_DEST_IPS],
+    name: Option<Arc<str>>,
+    attr: Option<Arc<Attribution>>,
+    periodic_quiet: Ts,
+    size_quiet: Ts,
+}
+
+#[derive(Clone)]
+struct DnsName {
+    name: Arc<str>,
+    hash: u64,
+    allowed: bool,
+    at: Ts,
+}
+
+/// Per live outbound flow: what its Started found out, and the message bookkeeping.
+struct FlowState {
+    first: Ts,
+    name: Option<(Arc<str>, u64)>,
+    exe: u64,
+    attr: Option<Arc<Attribution>>,
+    bonus: f64,
+    msgs: u32,
+    msg0: (Ts, u64),
+    last_msg: Ts,
+    small: u64,
+    gcd: u64,
+    units: u64,
+    counted: u32,
+    chunk_fired: bool,
+}
+
+/// Counters for telemetry and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CadenceStats {
+    pub series: usize,
+    pub series_evicted: u64,
+    pub dns_evicted: u64,
+    pub flows_evicted: u64,
+    pub allowlisted: u64,
+    pub beats: u64,
+    pub heartbeats: u64,
+    pub sizes: u64,
+    pub evaluations: u64,
+}
+
+pub struct Cadence {
+    cfg: CadenceConfig,
+    series: HashMap<Key, Series>,
+    dns: HashMap<(IpAddr, IpAddr), DnsName>,
+    flows: HashMap<u64, FlowState>,
+    stats: CadenceStats,
+    pending: Vec<Alert>,
+}
+
+/// Approximate heap bytes of one series (entry plus hash-table overhead).
+pub fn bytes_per_series() -> usize {
+    std::mem::size_of::<Key>() + std::mem::size_of::<Series>() + 8
+}
+
+fn hash_str(s: &str) -> u64 {
+    // SipHash with fixed keys: stable across runs, so replays are deterministic.
+    let mut h = std::hash::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish() | 1
+}
+
+fn global(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            !(a.is_loopback()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_unspecified()
+                || a.is_link_local())
+        }
+        IpAddr::V6(a) => {
+            !(a.is_loopback()
+                || a.is_multicast()
+                || a.is_unspecified()
+                || (a.segments()[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+fn private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_private(),
+        IpAddr::V6(a) => (a.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// EDR context that makes a schedule more suspicious: a launchd origin, or a user that
+/// has no business making outbound transfers with this executable.
+fn edr_bonus(a: &Attribution) -> (f64, Vec<String>) {
+    let mut bonus = 0.0;
+    let mut why = Vec::new();
+    if let Some(l) = &a.launchd {
+        let kind = l.kind.as_deref().unwrap_or("job");
+        let label = l.label.as_deref().unwrap_or("?");
+        bonus += 0.1;
+        why.push(format!("started by launchd {kind} {label}"));
+    }
+    let user = a.user.as_ref().and_then(|u| u.name.as_deref());
+    let exe = a
+        .process
+        .as_ref()
+        .and_then(|p| p.executable.as_deref())
+        .unwrap_or("");
+    if let Some(u) = user {
+        let service = matches!(u, "nobody" | "_www" | "www-data" | "_nobody" | "daemon");
+        let user_tool = [
+            "/usr/bin/",
+            "/bin/",
+            "/usr/local/bin/",
+            "/opt/homebrew/",
+            "/tmp/",
+            "/private/tmp/",
+            "/Users/",
+            "/home/",
+        ]
+        .iter()
+        .any(|p| exe.starts_with(p));
+        if service || (u == "root" && user_tool) {
+            bonus += 0.15;
+            why.push(format!("runs as unexpected user {u} ({exe})"));
+        }
+    }
+    (bonus, why)
+}
+
+impl Cadence {
+    pub fn new(cfg: CadenceConfig) -> Cadence {
+        Cadence {
+            cfg,
+            series: HashMap::new(),
+            dns: HashMap::new(),
+            flows: HashMap::new(),
+            stats: CadenceStats::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> CadenceStats {
+        CadenceStats {
+            series: self.series.len(),
+            ..self.stats
+        }
+    }
+
+    fn outbound(ctx: &Context, f: &FlowRecord) -> bool {
+        if !f.orig_is_internal || !global(f.resp) {
+            return false;
+        }
+        if ctx.home_net.is_empty() {
+            !private(f.resp)
+        } else {
+            ctx.home_net.contains(f.orig) && !ctx.home_net.contains(f.resp)
+        }
+    }
+
+    /// Keys of a flow's series (up to three), without allocating.
+    fn keys(&self, f: &FlowRecord, st: &FlowState) -> [Option<Key>; 3] {
+        let host = f.orig;
+        [
+            Some(Key::Addr {
+                host,
+                peer: f.resp,
+                port: f.resp_port,
+                proto: f.proto,
+            }),
+            st.name
+                .as_ref()
+                .filter(|_| self.cfg.by_name)
+                .map(|(_, h)| Key::Name { host, name: *h }),
+            (self.cfg.by_process && st.exe != 0).then_some(Key::Proc { host, exe: st.exe }),
+        ]
+    }
+
+    fn on_started(&mut self, ctx: &Context, f: &FlowRecord) {
+        if !(f.proto == PROTO_TCP || f.proto == PROTO_UDP) || !Self::outbound(ctx, f) {
+            return;
+        }
+        let allow = &self.cfg.allow;
+        if allow.allows_port(f.resp_port) || allow.cidrs.contains(f.resp) {
+            self.stats.allowlisted += 1;
+            return;
+        }
+        let name = self.dns.get(&(f.orig, f.resp)).cloned();
+        if name.as_ref().is_some_and(|n| n.allowed) {
+            self.stats.allowlisted += 1;
+            return;
+        }
+        let attr = if ctx.attributor.is_some() {
+            ctx.attribute(f)
+        } else {
+            None
+        };
+        let (mut exe, mut bonus) = (0, 0.0);
+        if let Some(a) = &attr {
+            let p = a.process.as_ref();
+            let x = p.and_then(|p| p.executable.as_deref());
+            let n = p.and_then(|p| p.name.as_deref());
+            let l = a.launchd.as_ref().and_then(|l| l.label.as_deref());
+            if allow.allows_process(x, n, l) {
+                self.stats.allowlisted += 1;
+                return;
+            }
+            exe = x.or(n).map(hash_str).unwrap_or(0);
+            bonus = edr_bonus(a).0;
+        }
+        if self.flows.len() >= self.cfg.max_flows {
+            self.evict_flows();
+        }
+        let st = FlowState {
+            first: f.first_ts,
+            name: name.map(|n| (n.name, n.hash)),
+            exe,
+            attr: attr.map(Arc::new),
+            bonus,
+            msgs: 0,
+            msg0: (Ts::ZERO, 0),
+            last_msg: Ts::ZERO,
+            small: 0,
+            gcd: 0,
+            units: 0,
+            counted: 0,
+            chunk_fired: false,
+        };
+        let beat = f.proto == PROTO_UDP || f.history.as_str().starts_with('S');
+        let keys = self.keys(f, &st);
+        self.flows.insert(f.uid, st);
+        if beat {
+            self.beat(f, f.first_ts, &keys);
+        }
+    }
+
+    fn beat(&mut self, f: &FlowRecord, at: Ts, keys: &[Option<Key>; 3]) {
+        if !self.cfg.periodic {
+            return;
+        }
+        self.stats.beats += 1;
+        let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
+        for key in keys.iter().flatten() {
+            let (refire, params) = (self.cfg.refire, self.cfg.periodic_params);
+            let s = touch(
+                &mut self.series,
+                &mut self.stats,
+                &self.flows,
+                &self.cfg,
+                *key,
+                f,
+                at,
+            );
+            if s.beats.observe(at) != Observed::NewBeat {
+                continue;
+            }
+            let n = s.beats.beats();
+            if n < params.min_beats || at < s.periodic_quiet || (n > 128 && n % 4 != 0) {
+                continue;
+            }
+            self.stats.evaluations += 1;
+            let Some(v) = s.beats.evaluate(&params) else {
+                continue;
+            };
+            s.periodic_quiet = at.saturating_add(refire);
+            let alert = periodic_alert(key, s, &v, at, bonus);
+            self.pending.push(alert);
+        }
+    }
+
+    fn sized(&mut self, f: &FlowRecord, at: Ts, bytes: u64, keys: &[Option<Key>; 3]) {
+        if !self.cfg.fixed_size {
+            return;
+        }
+        self.stats.sizes += 1;
+        let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
+        for key in keys.iter().flatten() {
+            let (refire, params, floor) =
+                (self.cfg.refire, self.cfg.size_params, self.cfg.size.floor);
+            let s = touch(
+                &mut self.series,
+                &mut self.stats,
+                &self.flows,
+                &self.cfg,
+                *key,
+                f,
+                at,
+            );
+            s.sizes.observe(at, bytes);
+            if bytes < u64::from(floor) || at < s.size_quiet || s.sizes.counted() < params.min_count
+            {
+                continue;
+            }
+            self.stats.evaluations += 1;
+            let Some(v) = s.sizes.evaluate(&params) else {
+                continue;
+            };
+            s.size_quiet = at.saturating_add(refire);
+            let alert = size_alert(key, s, &v, at, bonus);
+            self.pending.push(alert);
+        }
+    }
+
+    fn on_message(&mut self, f: &FlowRecord, start: Ts, bytes: u64) {
+        let Some(st) = self.flows.get_mut(&f.uid) else {
+            return;
+        };
+        st.msgs += 1;
+        // Real-time media (voice, games) sends a datagram every few ms; a transfer
+        // comes after a pause. Only messages that follow one count as sizes.
+        let paused = st.msgs == 1 || start.since(st.last_msg) >= Dur::from_secs(1);
+        st.last_msg = start;
+        let tol = u64::from(
+            self.cfg
+                .size
+                .tolerance(bytes.min(u64::from(u32::MAX)) as u32),
+        );
+        // A repeated small message in one flow is a keepalive, not a check-in.
+        let heartbeat = bytes <= self.cfg.heartbeat_max_bytes
+            && st.small != 0
+            && st.small.abs_diff(bytes) <= tol;
+        if bytes <= self.cfg.heartbeat_max_bytes {
+            st.small = bytes;
+        }
+        // Messages soon after the start are the connection's own beat.
+        let long_lived =
+            start.since(st.first) >= Dur::from_secs_f64(self.cfg.periodic_params.min_period_s);
+        let floor = u64::from(self.cfg.size.floor);
+        // Chunks inside one connection: every message a multiple of one size.
+        let mut chunk = None;
+        if bytes >= floor && paused {
+            let g = if st.gcd == 0 {
+                bytes
+            } else {
+                gcd(st.gcd, bytes)
+            };
+            if g >= self.cfg.min_chunk_bytes {
+                st.gcd = g;
+                st.units += bytes / g;
+                st.counted += 1;
+            }
+            let min = u64::from(self.cfg.size_params.min_count);
+            if !st.chunk_fired
+                && st.counted >= 3
+                && st.units >= min
+                && st.units > u64::from(st.counted)
+            {
+                st.chunk_fired = true;
+                chunk = Some((st.gcd, st.units, st.counted));
+            }
+        }
+        let first = st.msgs == 1;
+        let msg0 = st.msg0;
+        if first {
+            st.msg0 = (start, bytes);
+        }
+        let st = &self.flows[&f.uid];
+        let keys = self.keys(f, st);
+        if let Some((g, units, msgs)) = chunk {
+            self.chunk_alert(f, start, g, units, msgs, &keys);
+        }
+        if heartbeat {
+            self.stats.heartbeats += 1;
+        } else if long_lived {
+            self.beat(f, start, &keys);
+        }
+        if !first {
+            if msg0.1 > 0 && self.flows.get(&f.uid).is_some_and(|s| s.msgs == 2) {
+                self.sized(f, msg0.0, msg0.1, &keys);
+            }
+            if paused {
+                self.sized(f, start, bytes, &keys);
+            }
+        }
+    }
+
+    fn on_ended(&mut self, f: &FlowRecord) {
+        let Some(st) = self.flows.remove(&f.uid) else {
+            return;
+        };
+        // A flow of several messages was counted per message already.
+        if st.msgs <= 1 && f.orig_bytes > 0 {
+            let keys = self.keys(f, &st);
+            self.flows.insert(f.uid, st);
+            self.sized(f, f.last_ts, f.orig_bytes, &keys);
+            self.flows.remove(&f.uid);
+        }
+    }
+
+    fn chunk_alert(
+        &mut self,
+        f: &FlowRecord,
+        at: Ts,
+        g: u64,
+        units: u64,
+        msgs: u32,
+        keys: &[Option<Key>; 3],
+    ) {
+        let Some(key) = keys[0] else { return };
+        let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
+        let s = touch(
+            &mut self.series,
+            &mut self.stats,
+            &self.flows,
+            &self.cfg,
+            key,
+            f,
+            at,
+        );
+        let mut a = base_alert(Analytic::FixedSizeTransfer, &key, s, at);
+        let evidence = 1.0 - (-(units as f64) / 5.0).exp();
+        a.score = (0.6 * evidence + 0.2 + bonus).min(1.0);
+        a.reasons.push(format!(
+            "{units} chunks of {g} bytes in {msgs} messages of one connection to {}",
+            target(&key, s)
+        ));
+        a.cadence = Some(crate::analytics::AlertCadence {
+            count: Some(units),
+            size_bytes: Some(g),
+            size_cv: Some(0.0),
+            ..Default::default()
+        });
+        self.pending.push(a);
+    }
+
+    fn on_dns(&mut self, ctx: &Context, a: &DnsAnswer) {
+        if a.is_local() || a.addrs.is_empty() || a.query.is_empty() {
+            return;
+        }
+        if !ctx.home_net.is_empty() && !ctx.home_net.contains(a.client) {
+            return;
+        }
+        let allowed = a.cname_chain.iter().any(|n| self.cfg.allow.allows_name(n))
+            || self.cfg.allow.allows_name(&a.query);
+        let name: Arc<str> = Arc::from(a.query.as_str());
+        let hash = hash_str(&a.query);
+        for &ip in &a.addrs {
+            if self.dns.len() >= self.cfg.max_dns && !self.dns.contains_key(&(a.client, ip)) {
+                self.evict_dns();
+            }
+            self.dns.insert(
+                (a.client, ip),
+                DnsName {
+                    name: name.clone(),
+                    hash,
+                    allowed,
+                    at: a.ts,
+                },
+            );
+        }
+    }
+
+    /// Drops the oldest eighth (by last sighting) of a full map: amortised O(1) per insert.
+    fn evict_dns(&mut self) {
+        let cut = cutoff(self.dns.values().map(|d| d.at));
+        let before = self.dns.len();
+        self.dns.retain(|_, d| d.at > cut);
+        self.stats.dns_evicted += (before - self.dns.len()) as u64;
+    }
+    fn evict_flows(&mut self) {
+        let cut = cutoff(self.flows.values().map(|f| f.first));
+        let before = self.flows.len();
+        self.flows.retain(|_, f| f.first > cut);
+        self.stats.flows_evicted += (before - self.flows.len()) as u64;
+    }
+}
+
+/// The series of `key`, created (evicting the least recently seen eighth of a full map)
+/// when new, updated with the flow as the last in evidence.
+#[allow(clippy::too_many_arguments)]
+fn touch<'a>(
+    series: &'a mut HashMap<Key, Series>,
+    stats: &mut CadenceStats,
+    flows: &HashMap<u64, FlowState>,
+    cfg: &CadenceConfig,
+    key: Key,
+    f: &FlowRecord,
+    now: Ts,
+) -> &'a mut Series {
+    if series.len() >= cfg.max_series && !series.contains_key(&key) {
+        let cut = cutoff(series.values().map(|s| s.last_seen));
+        let before = series.len();
+        series.retain(|_, s| s.last_seen > cut);
+        stats.series_evicted += (before - series.len()) as u64;
+    }
+    let s = series.entry(key).or_insert_with(|| Series {
+        beats: PeriodicSeries::with_burst(cfg.burst),
+        sizes: SizeSeries::new(cfg.size),
+        last_seen: now,
+        peer: f.resp,
+        port: f.resp_port,
+        src_port: f.orig_port,
+        proto: f.proto,
+        uid: f.uid,
+        ips: [None; MAX_DEST_IPS],
+        name: None,
+        attr: None,
+        periodic_quiet: Ts::ZERO,
+        size_quiet: Ts::ZERO,
+    });
+    s.last_seen = s.last_seen.max(now);
+    s.peer = f.resp;
+    s.port = f.resp_port;
+    s.src_port = f.orig_port;
+    s.proto = f.proto;
+    s.uid = f.uid;
+    if !s.ips.contains(&Some(f.resp)) {
+        if let Some(slot) = s.ips.iter_mut().find(|x| x.is_none()) {
+            *slot = Some(f.resp);
+        } else {
+            s.ips.rotate_left(1);
+            s.ips[MAX_DEST_IPS - 1] = Some(f.resp);
+        }
+    }
+    if let Some(st) = flows.get(&f.uid) {
+        if s.name.is_none() {
+            s.name = st.name.as_ref().map(|(n, _)| n.clone());
+        }
+        if st.attr.is_some() {
+            s.attr.clone_from(&st.attr);
+        }
+    }
+    s
+}
+
+/// The time at or below which the oldest eighth of `times` lies.
+fn cutoff(times: impl Iterator<Item = Ts>) -> Ts {
+    let mut v: Vec<Ts> = times.collect();
+    if v.is_empty() {
+        return Ts::ZERO;
+    }
+    let k = v.len() / 8;
+    *v.select_nth_unstable(k).1
+}
+
+fn target(key: &Key, s: &Series) -> String {
+    let addr = match s.peer {
+        IpAddr::V6(a) => format!("[{a}]:{}", s.port),
+        IpAddr::V4(a) => format!("{a}:{}", s.port),
+    };
+    let n = s.ips.iter().flatten().count();
+    match (key, &s.name) {
+        (Key::Name { .. }, Some(name)) if n > 1 => format!("{name} ({n} addresses, last {addr})"),
+        (_, Some(name)) => format!("{name} at {addr}"),
+        _ => addr,
+    }
+}
+
+fn base_alert(an: Analytic, key: &Key, s: &Series, at: Ts) -> Alert {
+    let host = match key {
+        Key::Addr { host, .. } | Key::Name { host, .. } | Key::Proc { host, .. } => *host,
+    };
+    let mut a = Alert::new(an, at, host, s.peer, s.port);
+    a.proto = s.proto;
+    a.src_port = s.src_port;
+    a.dest_name = s.name.as_ref().map(|n| n.to_string());
+    let ips: Vec<IpAddr> = s.ips.iter().flatten().copied().collect();
+    if ips.len() > 1 {
+        a.dest_ips = ips;
+    }
+    a.attribution = s.attr.as_ref().map(|x| (**x).clone());
+    a.flow_uids.push(s.uid);
+    if let (Key::Proc { .. }, Some(p)) = (key, s.attr.as_ref().and_then(|x| x.process.as_ref())) {
+        let who = p.executable.as_deref().or(p.name.as_deref()).unwrap_or("?");
+        a.reasons.push(format!("process series of {who}"));
+    }
+    a
+}
+
+/// Score adjustments shared by both analytics: EDR context raises it; a schedule that
+/// has run for more than a day is more likely known software and lowers it.
+fn adjust(score: f64, bonus: f64, age: Dur) -> f64 {
+    let s = score + bonus;
+    let s = if age > Dur::from_secs(86_400) {
+        s * 0.8
+    } else {
+        s
+    };
+    s.clamp(0.0, 1.0)
+}
+
+fn periodic_alert(key: &Key, s: &Series, v: &PeriodicVerdict, at: Ts, bonus: f64) -> Alert {
+    let mut a = base_alert(Analytic::PeriodicTransfer, key, s, at);
+    a.score = adjust(v.score, bonus, at.since(v.stats.first_seen));
+    a.reasons.insert(
+        0,
+        format!(
+            "{} connections every {:.0} s ± {:.0} % to {} ({} missed beats)",
+            v.stats.connections_total,
+            v.period_s,
+            v.jitter * 100.0,
+            target(key, s),
+            v.missed_beats
+        ),
+    );
+    a.reasons.extend(v.reasons.iter().cloned());
+    if let Some(attr) = &s.attr {
+        a.reasons.extend(edr_bonus(attr).1);
+    }
+    a.cadence = Some(v.cadence());
+    a
+}
+
+fn size_alert(key: &Key, s: &Series, v: &FixedSizeVerdict, at: Ts, bonus: f64) -> Alert {
+    let mut a = base_alert(Analytic::FixedSizeTransfer, key, s, at);
+    a.score = adjust(v.score, bonus, at.since(s.sizes.first_seen()));
+    a.reasons.insert(
+        0,
+        format!(
+            "{} transfers of {} bytes (CV {:.3}) to {}",
+            v.count,
+            v.size_bytes,
+            v.size_cv,
+            target(key, s)
+        ),
+    );
+    a.reasons.extend(v.reasons.iter().cloned());
+    if let Some(attr) = &s.attr {
+        a.reasons.extend(edr_bonus(attr).1);
+    }
+    a.cadence = Some(v.cadence());
+    a
+}
+
+impl Detector for Cadence {
+    fn on_dns(&mut self, ctx: &Context, a: &DnsAnswer, _out: &mut Vec<Alert>) {
+        Cadence::on_dns(self, ctx, a);
+    }
+    fn on_flow(&mut self, ctx: &Context, ev: &FlowEvent, out: &mut Vec<Alert>) {
+        match ev {
+            FlowEvent::Started(f) => self.on_started(ctx, f),
+            FlowEvent::OrigMessage {
+                flow, start, bytes, ..
+            } => self.on_message(flow, *start, *bytes),
+            FlowEvent::Ended(f, _) => self.on_ended(f),
+        }
+        out.append(&mut self.pending);
+    }
+}
