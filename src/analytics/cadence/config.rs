@@ -115,6 +115,13 @@ pub const DEFAULT_PROCESSES: &[&str] = &[
     "/usr/sbin/openvpn",
     "/usr/lib/ipsec/",
     "/usr/sbin/tailscaled",
+    // backup clients
+    "/usr/bin/restic",
+    "/usr/local/bin/restic",
+    "/usr/bin/borg",
+    "/usr/bin/duplicity",
+    "/System/Library/CoreServices/backupd.bundle/",
+    "/Applications/Arq.app/",
 ];
 
 /// Allowlist of the cadence analytics.

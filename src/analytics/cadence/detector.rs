@@ -84,7 +84,8 @@ struct FlowState {
     attr: Option<Arc<Attribution>>,
     bonus: f64,
     msgs: u32,
-    msg0: (Ts, u64),
+    /// Messages counted as sizes (then the connection total is not).
+    sized_msgs: u32,
     last_msg: Ts,
     small: u64,
     gcd: u64,
@@ -112,6 +113,9 @@ pub struct Cadence {
     series: HashMap<Key, Series>,
     dns: HashMap<(IpAddr, IpAddr), DnsName>,
     flows: HashMap<u64, FlowState>,
+    /// (host, destination name or address) a known-good agent of that host used: its
+    /// unattributed flows there are the agent's too (EDR joins miss some flows).
+    agent_dests: HashMap<(IpAddr, u64), Ts>,
     stats: CadenceStats,
     pending: Vec<Alert>,
 }
@@ -127,6 +131,15 @@ fn hash_str(s: &str) -> u64 {
     s.hash(&mut h);
     h.finish() | 1
 }
+
+fn hash_ip(ip: IpAddr) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    ip.hash(&mut h);
+    h.finish() | 1
+}
+
+/// How long a destination stays a known-good agent's after its last attributed flow.
+const AGENT_MEMORY: Dur = Dur(86_400 * 1_000_000_000);
 
 fn global(ip: IpAddr) -> bool {
     match ip {
@@ -206,6 +219,7 @@ impl Cadence {
             series: HashMap::new(),
             dns: HashMap::new(),
             flows: HashMap::new(),
+            agent_dests: HashMap::new(),
             stats: CadenceStats::default(),
             pending: Vec::new(),
         }
@@ -261,6 +275,16 @@ impl Cadence {
             self.stats.allowlisted += 1;
             return;
         }
+        let dests = [hash_ip(f.resp), name.as_ref().map_or(0, |n| n.hash)];
+        let known = |d: &u64| {
+            self.agent_dests
+                .get(&(f.orig, *d))
+                .is_some_and(|t| f.first_ts.since(*t) < AGENT_MEMORY)
+        };
+        if dests.iter().filter(|d| **d != 0).any(known) {
+            self.stats.allowlisted += 1;
+            return;
+        }
         let attr = if ctx.attributor.is_some() {
             ctx.attribute(f)
         } else {
@@ -274,6 +298,13 @@ impl Cadence {
             let l = a.launchd.as_ref().and_then(|l| l.label.as_deref());
             if allow.allows_process(x, n, l) {
                 self.stats.allowlisted += 1;
+                if self.agent_dests.len() >= self.cfg.max_dns {
+                    let cut = cutoff(self.agent_dests.values().copied());
+                    self.agent_dests.retain(|_, t| *t > cut);
+                }
+                for d in dests.into_iter().filter(|d| *d != 0) {
+                    self.agent_dests.insert((f.orig, d), f.first_ts);
+                }
                 return;
             }
             exe = x.or(n).map(hash_str).unwrap_or(0);
@@ -289,7 +320,7 @@ impl Cadence {
             attr: attr.map(Arc::new),
             bonus,
             msgs: 0,
-            msg0: (Ts::ZERO, 0),
+            sized_msgs: 0,
             last_msg: Ts::ZERO,
             small: 0,
             gcd: 0,
@@ -396,10 +427,15 @@ impl Cadence {
         // Messages soon after the start are the connection's own beat.
         let long_lived =
             start.since(st.first) >= Dur::from_secs_f64(self.cfg.periodic_params.min_period_s);
-        let floor = u64::from(self.cfg.size.floor);
+        // Inside one connection, small messages are keystrokes and keepalives (SSH pads
+        // them to a fixed block): only messages above the heartbeat size are transfers.
+        let floor = u64::from(self.cfg.size.floor).max(self.cfg.heartbeat_max_bytes + 1);
+        // Opening messages (SSH/TLS handshakes) are constant per client: message sizes
+        // count only once the connection has outlived them.
+        let paused = paused && bytes >= floor && long_lived;
         // Chunks inside one connection: every message a multiple of one size.
         let mut chunk = None;
-        if bytes >= floor && paused {
+        if paused {
             let g = if st.gcd == 0 {
                 bytes
             } else {
@@ -420,11 +456,6 @@ impl Cadence {
                 chunk = Some((st.gcd, st.units, st.counted));
             }
         }
-        let first = st.msgs == 1;
-        let msg0 = st.msg0;
-        if first {
-            st.msg0 = (start, bytes);
-        }
         let st = &self.flows[&f.uid];
         let keys = self.keys(f, st);
         if let Some((g, units, msgs)) = chunk {
@@ -435,13 +466,11 @@ impl Cadence {
         } else if long_lived {
             self.beat(f, start, &keys);
         }
-        if !first {
-            if msg0.1 > 0 && self.flows.get(&f.uid).is_some_and(|s| s.msgs == 2) {
-                self.sized(f, msg0.0, msg0.1, &keys);
+        if paused {
+            if let Some(st) = self.flows.get_mut(&f.uid) {
+                st.sized_msgs += 1;
             }
-            if paused {
-                self.sized(f, start, bytes, &keys);
-            }
+            self.sized(f, start, bytes, &keys);
         }
     }
 
@@ -449,8 +478,8 @@ impl Cadence {
         let Some(st) = self.flows.remove(&f.uid) else {
             return;
         };
-        // A flow of several messages was counted per message already.
-        if st.msgs <= 1 && f.orig_bytes > 0 {
+        // A flow whose messages were counted one by one is not counted again as a whole.
+        if st.sized_msgs == 0 && f.orig_bytes > 0 {
             let keys = self.keys(f, &st);
             self.flows.insert(f.uid, st);
             self.sized(f, f.last_ts, f.orig_bytes, &keys);
