@@ -14,7 +14,7 @@
 //! max_jitter = 0.30
 //! min_significance = 2.0
 //! burst_s = 2                     # connections this close form one beat
-//! size_floor = 64                 # bytes; smaller sizes never count
+//! size_floor = 256                # bytes; smaller sizes never count
 //! size_abs_tol = 8                # bytes
 //! size_rel_tol = 0.005
 //! min_repeats = 5
@@ -204,7 +204,10 @@ impl Default for CadenceConfig {
             // Equal plaintext gives equal ciphertext (AEAD, one record); only chunks
             // split into a different number of records differ, by ~22-29 bytes per
             // record, which the relative part covers for multi-record sizes.
+            // Floor 256: below it a repeated total is a protocol command, poll or
+            // keystroke (FTP login, SSH, keepalives, NTP), not a data transfer.
             size: SizeConfig {
+                floor: 256,
                 abs_tol: 8,
                 ..SizeConfig::default()
             },

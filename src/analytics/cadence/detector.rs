@@ -364,7 +364,10 @@ impl Cadence {
             let Some(v) = s.beats.evaluate(&params) else {
                 continue;
             };
-            s.periodic_quiet = at.saturating_add(refire);
+            // A slow schedule would otherwise re-alert at nearly every beat (and on a
+            // new address of a rotating name each time): stay quiet for 24 periods.
+            let quiet = Dur::from_secs_f64(v.period_s * 24.0).max(refire);
+            s.periodic_quiet = at.saturating_add(quiet);
             let alert = periodic_alert(key, s, &v, at, bonus);
             self.pending.push(alert);
         }
