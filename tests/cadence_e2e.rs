@@ -9,7 +9,10 @@ use std::path::Path;
 use std::process::Command;
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(bin()).args(args).output().expect("run portent");
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run portent");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

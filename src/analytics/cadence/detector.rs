@@ -740,3 +740,330 @@ impl Detector for Cadence {
         out.append(&mut self.pending);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NetSet;
+    use crate::decode::dns::{DnsAnomalies, DnsKind};
+    use crate::enrichment::{Attributor, ProcessInfo};
+    use crate::flow::{ConnState, EndReason, History};
+
+    const T0: i64 = 1_700_000_000;
+
+    fn ctx(attr: Option<Arc<dyn Attributor>>) -> Context {
+        Context {
+            home_net: NetSet::parse(&["10.0.0.0/8"]).unwrap(),
+            attributor: attr,
+        }
+    }
+
+    fn flow(uid: u64, dst: &str, port: u16, proto: u8, at: f64, bytes: u64) -> FlowRecord {
+        let mut history = History::default();
+        history.push(if proto == PROTO_TCP { b'S' } else { b'D' });
+        FlowRecord {
+            uid,
+            proto,
+            orig: "10.0.0.5".parse().unwrap(),
+            orig_port: 40_000 + (uid % 20_000) as u16,
+            resp: dst.parse().unwrap(),
+            resp_port: port,
+            orig_is_internal: true,
+            first_ts: Ts::from_secs_f64(T0 as f64 + at),
+            last_ts: Ts::from_secs_f64(T0 as f64 + at + 0.5),
+            orig_pkts: 3,
+            resp_pkts: 3,
+            orig_bytes: bytes,
+            resp_bytes: 500,
+            orig_ip_bytes: bytes + 120,
+            resp_ip_bytes: 620,
+            conn_state: ConnState::SF,
+            history,
+            orig_first_sizes: [0; 4],
+            resp_first_sizes: [0; 4],
+            orig_mac: None,
+            vlan: 0,
+        }
+    }
+
+    fn answer(name: &str, addrs: &[&str], at: f64) -> DnsAnswer {
+        DnsAnswer {
+            ts: Ts::from_secs_f64(T0 as f64 + at),
+            client: "10.0.0.5".parse().unwrap(),
+            client_port: 5353,
+            resolver: "10.0.0.1".parse().unwrap(),
+            resolver_port: 53,
+            transport: PROTO_UDP,
+            kind: DnsKind::Dns,
+            id: 1,
+            query: name.into(),
+            qtype: 1,
+            rcode: 0,
+            records: Vec::new(),
+            cname_chain: vec![name.into()],
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            min_ttl: 60,
+            anomalies: DnsAnomalies::default(),
+        }
+    }
+
+    /// Feeds whole connections (start, end) and returns the alerts.
+    fn connections(d: &mut Cadence, c: &Context, flows: &[FlowRecord]) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for f in flows {
+            d.on_flow(c, &FlowEvent::Started(*f), &mut out);
+            d.on_flow(c, &FlowEvent::Ended(*f, EndReason::Closed), &mut out);
+        }
+        out
+    }
+
+    fn of(out: &[Alert], a: Analytic) -> Vec<&Alert> {
+        out.iter().filter(|x| x.analytic == a).collect()
+    }
+
+    #[test]
+    fn cdn_rotation_forms_one_series_by_name() {
+        let mut d = Cadence::new(CadenceConfig::default());
+        let c = ctx(None);
+        let ips = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"];
+        let mut out = Vec::new();
+        Detector::on_dns(&mut d, &c, &answer("c2.example.net", &ips, 0.0), &mut out);
+        let flows: Vec<_> = (0..30)
+            .map(|i| {
+                flow(
+                    i,
+                    ips[i as usize % 4],
+                    443,
+                    PROTO_TCP,
+                    1.0 + 300.0 * i as f64,
+                    700 + 37 * i,
+                )
+            })
+            .collect();
+        let out = connections(&mut d, &c, &flows);
+        let p = of(&out, Analytic::PeriodicTransfer);
+        assert!(!p.is_empty(), "no periodic alert");
+        let a = p[0];
+        assert_eq!(a.dest_name.as_deref(), Some("c2.example.net"));
+        assert_eq!(a.dest_ips.len(), 4);
+        let cad = a.cadence.as_ref().unwrap();
+        assert!((cad.period_s.unwrap() - 300.0).abs() < 1.0);
+        assert!(
+            a.reasons[0].contains("connections every 300 s"),
+            "{:?}",
+            a.reasons
+        );
+        assert!(
+            of(&out, Analytic::FixedSizeTransfer).is_empty(),
+            "sizes vary"
+        );
+    }
+
+    struct OneProcess;
+    impl Attributor for OneProcess {
+        fn attribute(
+            &self,
+            _: u8,
+            _: IpAddr,
+            _: u16,
+            _: IpAddr,
+            _: u16,
+            _: Ts,
+            _: Option<[u8; 6]>,
+        ) -> Option<Attribution> {
+            Some(Attribution {
+                process: Some(ProcessInfo {
+                    name: Some("curl".into()),
+                    executable: Some("/usr/bin/curl".into()),
+                    ..Default::default()
+                }),
+                user: Some(crate::enrichment::UserInfo {
+                    name: Some("nobody".into()),
+                }),
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn process_series_spans_addresses_and_users_raise_score() {
+        let mut d = Cadence::new(CadenceConfig::default());
+        let c = ctx(Some(Arc::new(OneProcess)));
+        // every beat to a new address, no DNS: only the process series is periodic
+        let flows: Vec<_> = (0..30)
+            .map(|i| {
+                flow(
+                    i,
+                    &format!("198.51.100.{}", i + 1),
+                    8443,
+                    PROTO_TCP,
+                    120.0 * i as f64,
+                    900,
+                )
+            })
+            .collect();
+        let out = connections(&mut d, &c, &flows);
+        let p = of(&out, Analytic::PeriodicTransfer);
+        assert_eq!(p.len(), 1, "{out:#?}");
+        assert!(p[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("process series of /usr/bin/curl")));
+        assert!(p[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("unexpected user nobody")));
+        assert!(p[0].attribution.is_some());
+        // the same 900 bytes to 30 addresses: a process-level fixed-size series
+        assert!(!of(&out, Analytic::FixedSizeTransfer).is_empty());
+    }
+
+    #[test]
+    fn fixed_size_fires_with_short_last_chunk_not_below_floor() {
+        let mut d = Cadence::new(CadenceConfig::default());
+        let c = ctx(None);
+        let gaps = [3.0, 40.0, 7.0, 250.0, 12.0, 90.0];
+        let mut t = 0.0;
+        let mut flows = Vec::new();
+        for (i, g) in gaps.iter().enumerate() {
+            let size = if i == 5 { 1500 } else { 4096 };
+            flows.push(flow(i as u64, "203.0.113.9", 443, PROTO_TCP, t, size));
+            t += g;
+        }
+        let out = connections(&mut d, &c, &flows);
+        let f = of(&out, Analytic::FixedSizeTransfer);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].cadence.as_ref().unwrap().size_bytes, Some(4096));
+        // tiny constant totals (commands, polls) never count
+        let mut d = Cadence::new(CadenceConfig::default());
+        let flows: Vec<_> = (0..20)
+            .map(|i| flow(i, "203.0.113.9", 21, PROTO_TCP, 37.0 * i as f64, 70))
+            .collect();
+        assert!(of(
+            &connections(&mut d, &c, &flows),
+            Analytic::FixedSizeTransfer
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn traps_stay_quiet() {
+        let c = ctx(None);
+        // NTP: UDP 123, 48 bytes, metronomic
+        let mut d = Cadence::new(CadenceConfig::default());
+        let flows: Vec<_> = (0..40)
+            .map(|i| flow(i, "203.0.113.20", 123, PROTO_UDP, 64.0 * i as f64, 48))
+            .collect();
+        assert!(connections(&mut d, &c, &flows).is_empty());
+        // an update agent's near-regular schedule to an allowlisted domain
+        let mut d = Cadence::new(CadenceConfig::default());
+        let mut out = Vec::new();
+        Detector::on_dns(
+            &mut d,
+            &c,
+            &answer("swscan.apple.com", &["203.0.113.30"], 0.0),
+            &mut out,
+        );
+        let flows: Vec<_> = (0..40)
+            .map(|i| {
+                flow(
+                    i,
+                    "203.0.113.30",
+                    443,
+                    PROTO_TCP,
+                    1.0 + 1800.0 * i as f64,
+                    1200,
+                )
+            })
+            .collect();
+        assert!(connections(&mut d, &c, &flows).is_empty());
+        assert!(d.stats().allowlisted >= 40);
+        // telemetry of varying size: periodic (it is), never fixed-size
+        let mut d = Cadence::new(CadenceConfig::default());
+        let flows: Vec<_> = (0..40)
+            .map(|i| {
+                flow(
+                    i,
+                    "203.0.113.40",
+                    443,
+                    PROTO_TCP,
+                    60.0 * i as f64,
+                    300 + (i * 7919) % 12_000,
+                )
+            })
+            .collect();
+        assert!(of(
+            &connections(&mut d, &c, &flows),
+            Analytic::FixedSizeTransfer
+        )
+        .is_empty());
+        // constant-size keepalives inside one persistent connection
+        let mut d = Cadence::new(CadenceConfig::default());
+        let f = flow(1, "203.0.113.50", 443, PROTO_TCP, 0.0, 0);
+        let mut out = Vec::new();
+        d.on_flow(&c, &FlowEvent::Started(f), &mut out);
+        for i in 0..200u32 {
+            let start = Ts::from_secs_f64(T0 as f64 + 30.0 * f64::from(i) + 1.0);
+            let ev = FlowEvent::OrigMessage {
+                flow: f,
+                start,
+                end: start,
+                bytes: 120,
+                index: i,
+            };
+            d.on_flow(&c, &ev, &mut out);
+        }
+        assert!(out.is_empty(), "{out:#?}");
+        assert!(d.stats().heartbeats >= 198);
+    }
+
+    #[test]
+    fn chunks_inside_one_connection() {
+        let mut d = Cadence::new(CadenceConfig::default());
+        let c = ctx(None);
+        let f = flow(7, "203.0.113.60", 443, PROTO_TCP, 0.0, 0);
+        let mut out = Vec::new();
+        d.on_flow(&c, &FlowEvent::Started(f), &mut out);
+        for (i, k) in [3u64, 7, 4, 9].iter().enumerate() {
+            let start = Ts::from_secs_f64(T0 as f64 + 20.0 + 60.0 * i as f64);
+            let ev = FlowEvent::OrigMessage {
+                flow: f,
+                start,
+                end: start,
+                bytes: k * 2048,
+                index: i as u32,
+            };
+            d.on_flow(&c, &ev, &mut out);
+        }
+        let a = of(&out, Analytic::FixedSizeTransfer);
+        assert_eq!(a.len(), 1, "{out:#?}");
+        assert_eq!(a[0].cadence.as_ref().unwrap().size_bytes, Some(2048));
+    }
+
+    #[test]
+    fn series_are_capped_and_evictions_counted() {
+        let cfg = CadenceConfig {
+            max_series: 64,
+            ..CadenceConfig::default()
+        };
+        let mut d = Cadence::new(cfg);
+        let c = ctx(None);
+        let flows: Vec<_> = (0..500)
+            .map(|i| {
+                flow(
+                    i,
+                    &format!("198.51.{}.{}", i / 200, i % 200 + 1),
+                    443,
+                    PROTO_TCP,
+                    i as f64,
+                    0,
+                )
+            })
+            .collect();
+        connections(&mut d, &c, &flows);
+        let st = d.stats();
+        assert!(st.series <= 64 && st.series_evicted > 0, "{st:?}");
+        assert!(bytes_per_series() < 1024, "{}", bytes_per_series());
+        eprintln!("bytes per series: {}", bytes_per_series());
+    }
+}
