@@ -15,7 +15,7 @@
 //! min_significance = 2.0
 //! burst_s = 2                     # connections this close form one beat
 //! size_floor = 256                # bytes; smaller sizes never count
-//! size_abs_tol = 8                # bytes
+//! size_abs_tol = 0                # bytes (plus size_rel_tol)
 //! size_rel_tol = 0.005
 //! min_repeats = 5
 //! min_chunk_bytes = 512           # chunk size for multiples inside one connection
@@ -201,14 +201,15 @@ impl Default for CadenceConfig {
             by_process: true,
             periodic_params: PeriodicParams::default(),
             burst: Dur::from_secs(2),
-            // Equal plaintext gives equal ciphertext (AEAD, one record); only chunks
-            // split into a different number of records differ, by ~22-29 bytes per
-            // record, which the relative part covers for multi-record sizes.
+            // Equal plaintext gives equal ciphertext (AEAD, one record): small chunks
+            // repeat exactly. Only chunks split into a different number of records
+            // differ, by ~22-29 bytes per record, which the relative 0.5 % covers
+            // from ~6 KB up.
             // Floor 256: below it a repeated total is a protocol command, poll or
             // keystroke (FTP login, SSH, keepalives, NTP), not a data transfer.
             size: SizeConfig {
                 floor: 256,
-                abs_tol: 8,
+                abs_tol: 0,
                 ..SizeConfig::default()
             },
             size_params: SizeParams::default(),

@@ -15,7 +15,7 @@
 //!
 //! Memory: every map is capped; series evict the least recently seen (counted).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -68,6 +68,23 @@ struct Series {
     size_quiet: Ts,
 }
 
+/// A key seen in one flow only: most are one-off destinations, so the full [`Series`]
+/// (~850 bytes) is built only when a second flow shares the key.
+struct Fresh {
+    uid: u64,
+    seen: Ts,
+    beat: Option<Ts>,
+    size: Option<(Ts, u64)>,
+}
+
+#[derive(Clone, Copy)]
+enum Obs {
+    Beat(Ts),
+    Size(Ts, u64),
+    /// Build the series now (an alert needs it).
+    Force(Ts),
+}
+
 #[derive(Clone)]
 struct DnsName {
     name: Arc<str>,
@@ -111,6 +128,7 @@ pub struct CadenceStats {
 pub struct Cadence {
     cfg: CadenceConfig,
     series: HashMap<Key, Series>,
+    fresh: HashMap<Key, Fresh>,
     dns: HashMap<(IpAddr, IpAddr), DnsName>,
     flows: HashMap<u64, FlowState>,
     /// (host, destination name or address) a known-good agent of that host used: its
@@ -122,6 +140,7 @@ pub struct Cadence {
 
 /// Approximate heap bytes of one series (entry plus hash-table overhead).
 pub fn bytes_per_series() -> usize {
+    // plus ~90 bytes for the first sighting that preceded it (Fresh, dropped on promotion)
     std::mem::size_of::<Key>() + std::mem::size_of::<Series>() + 8
 }
 
@@ -217,6 +236,7 @@ impl Cadence {
         Cadence {
             cfg,
             series: HashMap::new(),
+            fresh: HashMap::new(),
             dns: HashMap::new(),
             flows: HashMap::new(),
             agent_dests: HashMap::new(),
@@ -344,15 +364,18 @@ impl Cadence {
         let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
         for key in keys.iter().flatten() {
             let (refire, params) = (self.cfg.refire, self.cfg.periodic_params);
-            let s = touch(
+            let Some(s) = touch(
                 &mut self.series,
+                &mut self.fresh,
                 &mut self.stats,
                 &self.flows,
                 &self.cfg,
                 *key,
                 f,
-                at,
-            );
+                Obs::Beat(at),
+            ) else {
+                continue;
+            };
             if s.beats.observe(at) != Observed::NewBeat {
                 continue;
             }
@@ -382,15 +405,18 @@ impl Cadence {
         for key in keys.iter().flatten() {
             let (refire, params, floor) =
                 (self.cfg.refire, self.cfg.size_params, self.cfg.size.floor);
-            let s = touch(
+            let Some(s) = touch(
                 &mut self.series,
+                &mut self.fresh,
                 &mut self.stats,
                 &self.flows,
                 &self.cfg,
                 *key,
                 f,
-                at,
-            );
+                Obs::Size(at, bytes),
+            ) else {
+                continue;
+            };
             s.sizes.observe(at, bytes);
             if bytes < u64::from(floor) || at < s.size_quiet || s.sizes.counted() < params.min_count
             {
@@ -501,15 +527,18 @@ impl Cadence {
     ) {
         let Some(key) = keys[0] else { return };
         let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
-        let s = touch(
+        let Some(s) = touch(
             &mut self.series,
+            &mut self.fresh,
             &mut self.stats,
             &self.flows,
             &self.cfg,
             key,
             f,
-            at,
-        );
+            Obs::Force(at),
+        ) else {
+            return;
+        };
         let mut a = base_alert(Analytic::FixedSizeTransfer, &key, s, at);
         let evidence = 1.0 - (-(units as f64) / 5.0).exp();
         a.score = (0.6 * evidence + 0.2 + bonus).min(1.0);
@@ -573,13 +602,61 @@ impl Cadence {
 #[allow(clippy::too_many_arguments)]
 fn touch<'a>(
     series: &'a mut HashMap<Key, Series>,
+    fresh: &mut HashMap<Key, Fresh>,
     stats: &mut CadenceStats,
     flows: &HashMap<u64, FlowState>,
     cfg: &CadenceConfig,
     key: Key,
     f: &FlowRecord,
-    now: Ts,
-) -> &'a mut Series {
+    obs: Obs,
+) -> Option<&'a mut Series> {
+    let now = match obs {
+        Obs::Beat(t) | Obs::Size(t, _) | Obs::Force(t) => t,
+    };
+    let mut replay = None;
+    if !series.contains_key(&key) {
+        match fresh.get_mut(&key) {
+            // a second flow, or a second beat / size of a long-lived one
+            Some(fr)
+                if fr.uid != f.uid
+                    || matches!(obs, Obs::Force(_))
+                    || (matches!(obs, Obs::Beat(_)) && fr.beat.is_some())
+                    || (matches!(obs, Obs::Size(..)) && fr.size.is_some()) =>
+            {
+                replay = fresh.remove(&key)
+            }
+            Some(fr) => {
+                match obs {
+                    Obs::Beat(t) => fr.beat = Some(t),
+                    Obs::Size(t, b) => fr.size = Some((t, b)),
+                    Obs::Force(_) => {}
+                }
+                return None;
+            }
+            None if matches!(obs, Obs::Force(_)) => {}
+            None => {
+                if fresh.len() >= cfg.max_flows {
+                    let cut = cutoff(fresh.values().map(|x| x.seen));
+                    fresh.retain(|_, x| x.seen > cut);
+                }
+                let (beat, size) = match obs {
+                    Obs::Beat(t) => (Some(t), None),
+                    Obs::Size(t, b) => (None, Some((t, b))),
+                    Obs::Force(_) => unreachable!("handled above"),
+                };
+                fresh.insert(
+                    key,
+                    Fresh {
+                        uid: f.uid,
+                        seen: now,
+                        beat,
+                        size,
+                    },
+                );
+                return None;
+            }
+        }
+    }
     if series.len() >= cfg.max_series && !series.contains_key(&key) {
         let cut = cutoff(series.values().map(|s| s.last_seen));
         let before = series.len();
@@ -601,6 +678,14 @@ fn touch<'a>(
         periodic_quiet: Ts::ZERO,
         size_quiet: Ts::ZERO,
     });
+    if let Some(fr) = replay {
+        if let Some(t) = fr.beat {
+            s.beats.observe(t);
+        }
+        if let Some((t, b)) = fr.size {
+            s.sizes.observe(t, b);
+        }
+    }
     s.last_seen = s.last_seen.max(now);
     s.peer = f.resp;
     s.port = f.resp_port;
@@ -623,12 +708,13 @@ fn touch<'a>(
             s.attr.clone_from(&st.attr);
         }
     }
-    s
+    Some(s)
 }
 
 /// The time at or below which the oldest eighth of `times` lies.
 fn cutoff(times: impl Iterator<Item = Ts>) -> Ts {
     let mut v: Vec<Ts> = times.collect();
+    v.shrink_to_fit();
     if v.is_empty() {
         return Ts::ZERO;
     }
