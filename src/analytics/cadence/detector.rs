@@ -1130,25 +1130,22 @@ mod tests {
     fn series_are_capped_and_evictions_counted() {
         let cfg = CadenceConfig {
             max_series: 64,
+            max_flows: 64,
             ..CadenceConfig::default()
         };
         let mut d = Cadence::new(cfg);
         let c = ctx(None);
-        let flows: Vec<_> = (0..500)
+        let flows: Vec<_> = (0..1000)
             .map(|i| {
-                flow(
-                    i,
-                    &format!("198.51.{}.{}", i / 200, i % 200 + 1),
-                    443,
-                    PROTO_TCP,
-                    i as f64,
-                    0,
-                )
+                let dst = format!("198.51.{}.{}", i / 400, (i / 2) % 200 + 1);
+                flow(i, &dst, 443, PROTO_TCP, i as f64, 0)
             })
             .collect();
         connections(&mut d, &c, &flows);
         let st = d.stats();
+        // every address twice in a row: each builds a series
         assert!(st.series <= 64 && st.series_evicted > 0, "{st:?}");
+        assert!(d.fresh.len() <= 64);
         assert!(bytes_per_series() < 1024, "{}", bytes_per_series());
         eprintln!("bytes per series: {}", bytes_per_series());
     }
