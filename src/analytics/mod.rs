@@ -37,11 +37,19 @@ pub fn detectors_with_state(
         if c.calculated_port || c.unusual_response {
             v.push(Box::new(dnscalc::DnsCalc::new(c, state.clone())));
         }
+        let c = cadence::CadenceConfig::from_config(cfg).unwrap_or_else(|e| {
+            eprintln!("portent: {e}; using defaults for analytics.cadence");
+            cadence::CadenceConfig::default()
+        });
+        if c.periodic || c.fixed_size {
+            v.push(Box::new(cadence::Cadence::new(c)));
+        }
         v
     })
 }
 
 /// Checks the analytics sections of the configuration (call before building workers).
 pub fn validate_config(cfg: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
-    dnscalc::DnsCalcConfig::from_config(cfg).map(|_| ())
+    dnscalc::DnsCalcConfig::from_config(cfg)?;
+    cadence::CadenceConfig::from_config(cfg).map(|_| ())
 }

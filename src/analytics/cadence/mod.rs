@@ -21,6 +21,8 @@
 //! ```
 
 pub mod compare;
+pub mod config;
+pub mod detector;
 pub mod periodic;
 pub mod rita;
 pub mod size;
@@ -28,6 +30,8 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use config::{CadenceAllow, CadenceConfig};
+pub use detector::{Cadence, CadenceStats};
 pub use periodic::{
     Observed, PeriodicParams, PeriodicSeries, PeriodicStats, PeriodicVerdict, PERIODIC_CAPACITY,
 };

@@ -1,0 +1,1152 @@
+//! The `periodic_transfer` (T1029, AN1115) and `fixed_size_transfer` (T1030, AN0598)
+//! detectors: group outbound traffic into series and feed [`PeriodicSeries`] /
+//! [`SizeSeries`].
+//!
+//! * Groups: (internal host, external address, port, transport); (host, DNS name the host
+//!   resolved the address from), so rotating CDN / fast-flux addresses form one series;
+//!   (host, EDR process executable) when the feed attributes the flow.
+//! * Beats: connection starts (TCP from a SYN, UDP), and inside long-lived flows the
+//!   starts of outbound messages, except repeated small messages (keepalives).
+//! * Sizes: payload per connection, or per message when a flow carried several (never
+//!   both); and, inside one connection, messages that are all multiples of one chunk.
+//! * Quiet by design: infrastructure ports, known agents (domains, CIDRs, executables,
+//!   launchd labels), sizes below the floor, keepalives. EDR context (launchd origin,
+//!   unexpected user) raises the score; a schedule periodic for over a day lowers it.
+//!
+//! Memory: every map is capped; series evict the least recently seen (counted).
+
+use hashbrown::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::config::CadenceConfig;
+use super::{FixedSizeVerdict, Observed, PeriodicSeries, PeriodicVerdict, SizeSeries};
+use crate::analytics::{Alert, Analytic, Context, Detector};
+use crate::decode::dns::DnsAnswer;
+use crate::decode::{PROTO_TCP, PROTO_UDP};
+use crate::enrichment::Attribution;
+use crate::flow::{FlowEvent, FlowRecord};
+use crate::time::{Dur, Ts};
+
+/// Addresses remembered per series for `dest_ips`.
+const MAX_DEST_IPS: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Addr {
+        host: IpAddr,
+        peer: IpAddr,
+        port: u16,
+        proto: u8,
+    },
+    Name {
+        host: IpAddr,
+        name: u64,
+    },
+    Proc {
+        host: IpAddr,
+        exe: u64,
+    },
+}
+
+/// One group's state.
+struct Series {
+    beats: PeriodicSeries,
+    sizes: SizeSeries,
+    last_seen: Ts,
+    /// Last flow in evidence.
+    peer: IpAddr,
+    port: u16,
+    src_port: u16,
+    proto: u8,
+    uid: u64,
+    ips: [Option<IpAddr>; MAX_DEST_IPS],
+    name: Option<Arc<str>>,
+    attr: Option<Arc<Attribution>>,
+    periodic_quiet: Ts,
+    size_quiet: Ts,
+}
+
+/// A key seen in one flow only: most are one-off destinations, so the full [`Series`]
+/// (~850 bytes) is built only when a second flow shares the key.
+struct Fresh {
+    uid: u64,
+    seen: Ts,
+    beat: Option<Ts>,
+    size: Option<(Ts, u64)>,
+}
+
+#[derive(Clone, Copy)]
+enum Obs {
+    Beat(Ts),
+    Size(Ts, u64),
+    /// Build the series now (an alert needs it).
+    Force(Ts),
+}
+
+#[derive(Clone)]
+struct DnsName {
+    name: Arc<str>,
+    hash: u64,
+    allowed: bool,
+    at: Ts,
+}
+
+/// Per live outbound flow: what its Started found out, and the message bookkeeping.
+struct FlowState {
+    first: Ts,
+    name: Option<(Arc<str>, u64)>,
+    exe: u64,
+    attr: Option<Arc<Attribution>>,
+    bonus: f64,
+    msgs: u32,
+    /// Messages counted as sizes (then the connection total is not).
+    sized_msgs: u32,
+    last_msg: Ts,
+    small: u64,
+    gcd: u64,
+    units: u64,
+    counted: u32,
+    chunk_fired: bool,
+}
+
+/// Counters for telemetry and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CadenceStats {
+    pub series: usize,
+    pub series_evicted: u64,
+    pub dns_evicted: u64,
+    pub flows_evicted: u64,
+    pub allowlisted: u64,
+    pub beats: u64,
+    pub heartbeats: u64,
+    pub sizes: u64,
+    pub evaluations: u64,
+}
+
+pub struct Cadence {
+    cfg: CadenceConfig,
+    series: HashMap<Key, Series>,
+    fresh: HashMap<Key, Fresh>,
+    dns: HashMap<(IpAddr, IpAddr), DnsName>,
+    flows: HashMap<u64, FlowState>,
+    /// (host, destination name or address) a known-good agent of that host used: its
+    /// unattributed flows there are the agent's too (EDR joins miss some flows).
+    agent_dests: HashMap<(IpAddr, u64), Ts>,
+    stats: CadenceStats,
+    pending: Vec<Alert>,
+}
+
+/// Approximate heap bytes of one series (entry plus hash-table overhead).
+pub fn bytes_per_series() -> usize {
+    // plus ~90 bytes for the first sighting that preceded it (Fresh, dropped on promotion)
+    std::mem::size_of::<Key>() + std::mem::size_of::<Series>() + 8
+}
+
+fn hash_str(s: &str) -> u64 {
+    // SipHash with fixed keys: stable across runs, so replays are deterministic.
+    let mut h = std::hash::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish() | 1
+}
+
+fn hash_ip(ip: IpAddr) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    ip.hash(&mut h);
+    h.finish() | 1
+}
+
+/// How long a destination stays a known-good agent's after its last attributed flow.
+const AGENT_MEMORY: Dur = Dur(86_400 * 1_000_000_000);
+
+fn global(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            !(a.is_loopback()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_unspecified()
+                || a.is_link_local())
+        }
+        IpAddr::V6(a) => {
+            !(a.is_loopback()
+                || a.is_multicast()
+                || a.is_unspecified()
+                || (a.segments()[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+fn private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_private(),
+        IpAddr::V6(a) => (a.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// EDR context that makes a schedule more suspicious: a launchd origin, or a user that
+/// has no business making outbound transfers with this executable.
+fn edr_bonus(a: &Attribution) -> (f64, Vec<String>) {
+    let mut bonus = 0.0;
+    let mut why = Vec::new();
+    if let Some(l) = &a.launchd {
+        let kind = l.kind.as_deref().unwrap_or("job");
+        let label = l.label.as_deref().unwrap_or("?");
+        bonus += 0.1;
+        why.push(format!("started by launchd {kind} {label}"));
+    }
+    let user = a.user.as_ref().and_then(|u| u.name.as_deref());
+    let exe = a
+        .process
+        .as_ref()
+        .and_then(|p| p.executable.as_deref())
+        .unwrap_or("");
+    if let Some(u) = user {
+        let service = matches!(u, "nobody" | "_www" | "www-data" | "_nobody" | "daemon");
+        let user_tool = [
+            "/usr/bin/",
+            "/bin/",
+            "/usr/local/bin/",
+            "/opt/homebrew/",
+            "/tmp/",
+            "/private/tmp/",
+            "/Users/",
+            "/home/",
+        ]
+        .iter()
+        .any(|p| exe.starts_with(p));
+        if service || (u == "root" && user_tool) {
+            bonus += 0.15;
+            why.push(format!("runs as unexpected user {u} ({exe})"));
+        }
+    }
+    (bonus, why)
+}
+
+impl Cadence {
+    pub fn new(cfg: CadenceConfig) -> Cadence {
+        Cadence {
+            cfg,
+            series: HashMap::new(),
+            fresh: HashMap::new(),
+            dns: HashMap::new(),
+            flows: HashMap::new(),
+            agent_dests: HashMap::new(),
+            stats: CadenceStats::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> CadenceStats {
+        CadenceStats {
+            series: self.series.len(),
+            ..self.stats
+        }
+    }
+
+    fn outbound(ctx: &Context, f: &FlowRecord) -> bool {
+        if !f.orig_is_internal || !global(f.resp) {
+            return false;
+        }
+        if ctx.home_net.is_empty() {
+            !private(f.resp)
+        } else {
+            ctx.home_net.contains(f.orig) && !ctx.home_net.contains(f.resp)
+        }
+    }
+
+    /// Keys of a flow's series (up to three), without allocating.
+    fn keys(&self, f: &FlowRecord, st: &FlowState) -> [Option<Key>; 3] {
+        let host = f.orig;
+        [
+            Some(Key::Addr {
+                host,
+                peer: f.resp,
+                port: f.resp_port,
+                proto: f.proto,
+            }),
+            st.name
+                .as_ref()
+                .filter(|_| self.cfg.by_name)
+                .map(|(_, h)| Key::Name { host, name: *h }),
+            (self.cfg.by_process && st.exe != 0).then_some(Key::Proc { host, exe: st.exe }),
+        ]
+    }
+
+    fn on_started(&mut self, ctx: &Context, f: &FlowRecord) {
+        if !(f.proto == PROTO_TCP || f.proto == PROTO_UDP) || !Self::outbound(ctx, f) {
+            return;
+        }
+        let allow = &self.cfg.allow;
+        if allow.allows_port(f.resp_port) || allow.cidrs.contains(f.resp) {
+            self.stats.allowlisted += 1;
+            return;
+        }
+        let name = self.dns.get(&(f.orig, f.resp)).cloned();
+        if name.as_ref().is_some_and(|n| n.allowed) {
+            self.stats.allowlisted += 1;
+            return;
+        }
+        let dests = [hash_ip(f.resp), name.as_ref().map_or(0, |n| n.hash)];
+        let known = |d: &u64| {
+            self.agent_dests
+                .get(&(f.orig, *d))
+                .is_some_and(|t| f.first_ts.since(*t) < AGENT_MEMORY)
+        };
+        if dests.iter().filter(|d| **d != 0).any(known) {
+            self.stats.allowlisted += 1;
+            return;
+        }
+        let attr = if ctx.attributor.is_some() {
+            ctx.attribute(f)
+        } else {
+            None
+        };
+        let (mut exe, mut bonus) = (0, 0.0);
+        if let Some(a) = &attr {
+            let p = a.process.as_ref();
+            let x = p.and_then(|p| p.executable.as_deref());
+            let n = p.and_then(|p| p.name.as_deref());
+            let l = a.launchd.as_ref().and_then(|l| l.label.as_deref());
+            if allow.allows_process(x, n, l) {
+                self.stats.allowlisted += 1;
+                if self.agent_dests.len() >= self.cfg.max_dns {
+                    let cut = cutoff(self.agent_dests.values().copied());
+                    self.agent_dests.retain(|_, t| *t > cut);
+                }
+                for d in dests.into_iter().filter(|d| *d != 0) {
+                    self.agent_dests.insert((f.orig, d), f.first_ts);
+                }
+                return;
+            }
+            exe = x.or(n).map(hash_str).unwrap_or(0);
+            bonus = edr_bonus(a).0;
+        }
+        if self.flows.len() >= self.cfg.max_flows {
+            self.evict_flows();
+        }
+        let st = FlowState {
+            first: f.first_ts,
+            name: name.map(|n| (n.name, n.hash)),
+            exe,
+            attr: attr.map(Arc::new),
+            bonus,
+            msgs: 0,
+            sized_msgs: 0,
+            last_msg: Ts::ZERO,
+            small: 0,
+            gcd: 0,
+            units: 0,
+            counted: 0,
+            chunk_fired: false,
+        };
+        let beat = f.proto == PROTO_UDP || f.history.as_str().starts_with('S');
+        let keys = self.keys(f, &st);
+        self.flows.insert(f.uid, st);
+        if beat {
+            self.beat(f, f.first_ts, &keys);
+        }
+    }
+
+    fn beat(&mut self, f: &FlowRecord, at: Ts, keys: &[Option<Key>; 3]) {
+        if !self.cfg.periodic {
+            return;
+        }
+        self.stats.beats += 1;
+        let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
+        for key in keys.iter().flatten() {
+            let (refire, params) = (self.cfg.refire, self.cfg.periodic_params);
+            let Some(s) = touch(
+                &mut self.series,
+                &mut self.fresh,
+                &mut self.stats,
+                &self.flows,
+                &self.cfg,
+                *key,
+                f,
+                Obs::Beat(at),
+            ) else {
+                continue;
+            };
+            if s.beats.observe(at) != Observed::NewBeat {
+                continue;
+            }
+            let n = s.beats.beats();
+            if n < params.min_beats || at < s.periodic_quiet || (n > 128 && n % 4 != 0) {
+                continue;
+            }
+            self.stats.evaluations += 1;
+            let Some(v) = s.beats.evaluate(&params) else {
+                continue;
+            };
+            // A slow schedule would otherwise re-alert at nearly every beat (and on a
+            // new address of a rotating name each time): stay quiet for 24 periods.
+            let quiet = Dur::from_secs_f64(v.period_s * 24.0).max(refire);
+            s.periodic_quiet = at.saturating_add(quiet);
+            let alert = periodic_alert(key, s, &v, at, bonus);
+            self.pending.push(alert);
+        }
+    }
+
+    fn sized(&mut self, f: &FlowRecord, at: Ts, bytes: u64, keys: &[Option<Key>; 3]) {
+        if !self.cfg.fixed_size {
+            return;
+        }
+        self.stats.sizes += 1;
+        let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
+        for key in keys.iter().flatten() {
+            let (refire, params, floor) =
+                (self.cfg.refire, self.cfg.size_params, self.cfg.size.floor);
+            let Some(s) = touch(
+                &mut self.series,
+                &mut self.fresh,
+                &mut self.stats,
+                &self.flows,
+                &self.cfg,
+                *key,
+                f,
+                Obs::Size(at, bytes),
+            ) else {
+                continue;
+            };
+            s.sizes.observe(at, bytes);
+            if bytes < u64::from(floor) || at < s.size_quiet || s.sizes.counted() < params.min_count
+            {
+                continue;
+            }
+            self.stats.evaluations += 1;
+            let Some(v) = s.sizes.evaluate(&params) else {
+                continue;
+            };
+            s.size_quiet = at.saturating_add(refire);
+            let alert = size_alert(key, s, &v, at, bonus);
+            self.pending.push(alert);
+        }
+    }
+
+    fn on_message(&mut self, f: &FlowRecord, start: Ts, bytes: u64) {
+        let Some(st) = self.flows.get_mut(&f.uid) else {
+            return;
+        };
+        st.msgs += 1;
+        // Real-time media (voice, games) sends a datagram every few ms; a transfer
+        // comes after a pause. Only messages that follow one count as sizes.
+        let paused = st.msgs == 1 || start.since(st.last_msg) >= Dur::from_secs(1);
+        st.last_msg = start;
+        let tol = u64::from(
+            self.cfg
+                .size
+                .tolerance(bytes.min(u64::from(u32::MAX)) as u32),
+        );
+        // A repeated small message in one flow is a keepalive, not a check-in.
+        let heartbeat = bytes <= self.cfg.heartbeat_max_bytes
+            && st.small != 0
+            && st.small.abs_diff(bytes) <= tol;
+        if bytes <= self.cfg.heartbeat_max_bytes {
+            st.small = bytes;
+        }
+        // Messages soon after the start are the connection's own beat.
+        let long_lived =
+            start.since(st.first) >= Dur::from_secs_f64(self.cfg.periodic_params.min_period_s);
+        // Inside one connection, small messages are keystrokes and keepalives (SSH pads
+        // them to a fixed block): only messages above the heartbeat size are transfers.
+        let floor = u64::from(self.cfg.size.floor).max(self.cfg.heartbeat_max_bytes + 1);
+        // Opening messages (SSH/TLS handshakes) are constant per client: message sizes
+        // count only once the connection has outlived them.
+        let paused = paused && bytes >= floor && long_lived;
+        // Chunks inside one connection: every message a multiple of one size.
+        let mut chunk = None;
+        if paused {
+            let g = if st.gcd == 0 {
+                bytes
+            } else {
+                gcd(st.gcd, bytes)
+            };
+            if g >= self.cfg.min_chunk_bytes {
+                st.gcd = g;
+                st.units += bytes / g;
+                st.counted += 1;
+            }
+            let min = u64::from(self.cfg.size_params.min_count);
+            if !st.chunk_fired
+                && st.counted >= 3
+                && st.units >= min
+                && st.units > u64::from(st.counted)
+            {
+                st.chunk_fired = true;
+                chunk = Some((st.gcd, st.units, st.counted));
+            }
+        }
+        let st = &self.flows[&f.uid];
+        let keys = self.keys(f, st);
+        if let Some((g, units, msgs)) = chunk {
+            self.chunk_alert(f, start, g, units, msgs, &keys);
+        }
+        if heartbeat {
+            self.stats.heartbeats += 1;
+        } else if long_lived {
+            self.beat(f, start, &keys);
+        }
+        if paused {
+            if let Some(st) = self.flows.get_mut(&f.uid) {
+                st.sized_msgs += 1;
+            }
+            self.sized(f, start, bytes, &keys);
+        }
+    }
+
+    fn on_ended(&mut self, f: &FlowRecord) {
+        let Some(st) = self.flows.remove(&f.uid) else {
+            return;
+        };
+        // A flow whose messages were counted one by one is not counted again as a whole.
+        if st.sized_msgs == 0 && f.orig_bytes > 0 {
+            let keys = self.keys(f, &st);
+            self.flows.insert(f.uid, st);
+            self.sized(f, f.last_ts, f.orig_bytes, &keys);
+            self.flows.remove(&f.uid);
+        }
+    }
+
+    fn chunk_alert(
+        &mut self,
+        f: &FlowRecord,
+        at: Ts,
+        g: u64,
+        units: u64,
+        msgs: u32,
+        keys: &[Option<Key>; 3],
+    ) {
+        let Some(key) = keys[0] else { return };
+        let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
+        let Some(s) = touch(
+            &mut self.series,
+            &mut self.fresh,
+            &mut self.stats,
+            &self.flows,
+            &self.cfg,
+            key,
+            f,
+            Obs::Force(at),
+        ) else {
+            return;
+        };
+        let mut a = base_alert(Analytic::FixedSizeTransfer, &key, s, at);
+        let evidence = 1.0 - (-(units as f64) / 5.0).exp();
+        a.score = (0.6 * evidence + 0.2 + bonus).min(1.0);
+        a.reasons.push(format!(
+            "{units} chunks of {g} bytes in {msgs} messages of one connection to {}",
+            target(&key, s)
+        ));
+        a.cadence = Some(crate::analytics::AlertCadence {
+            count: Some(units),
+            size_bytes: Some(g),
+            size_cv: Some(0.0),
+            ..Default::default()
+        });
+        self.pending.push(a);
+    }
+
+    fn on_dns(&mut self, ctx: &Context, a: &DnsAnswer) {
+        if a.is_local() || a.addrs.is_empty() || a.query.is_empty() {
+            return;
+        }
+        if !ctx.home_net.is_empty() && !ctx.home_net.contains(a.client) {
+            return;
+        }
+        let allowed = a.cname_chain.iter().any(|n| self.cfg.allow.allows_name(n))
+            || self.cfg.allow.allows_name(&a.query);
+        let name: Arc<str> = Arc::from(a.query.as_str());
+        let hash = hash_str(&a.query);
+        for &ip in &a.addrs {
+            if self.dns.len() >= self.cfg.max_dns && !self.dns.contains_key(&(a.client, ip)) {
+                self.evict_dns();
+            }
+            self.dns.insert(
+                (a.client, ip),
+                DnsName {
+                    name: name.clone(),
+                    hash,
+                    allowed,
+                    at: a.ts,
+                },
+            );
+        }
+    }
+
+    /// Drops the oldest eighth (by last sighting) of a full map: amortised O(1) per insert.
+    fn evict_dns(&mut self) {
+        let cut = cutoff(self.dns.values().map(|d| d.at));
+        let before = self.dns.len();
+        self.dns.retain(|_, d| d.at > cut);
+        self.stats.dns_evicted += (before - self.dns.len()) as u64;
+    }
+    fn evict_flows(&mut self) {
+        let cut = cutoff(self.flows.values().map(|f| f.first));
+        let before = self.flows.len();
+        self.flows.retain(|_, f| f.first > cut);
+        self.stats.flows_evicted += (before - self.flows.len()) as u64;
+    }
+}
+
+/// The series of `key`, created (evicting the least recently seen eighth of a full map)
+/// when new, updated with the flow as the last in evidence.
+#[allow(clippy::too_many_arguments)]
+fn touch<'a>(
+    series: &'a mut HashMap<Key, Series>,
+    fresh: &mut HashMap<Key, Fresh>,
+    stats: &mut CadenceStats,
+    flows: &HashMap<u64, FlowState>,
+    cfg: &CadenceConfig,
+    key: Key,
+    f: &FlowRecord,
+    obs: Obs,
+) -> Option<&'a mut Series> {
+    let now = match obs {
+        Obs::Beat(t) | Obs::Size(t, _) | Obs::Force(t) => t,
+    };
+    let mut replay = None;
+    if !series.contains_key(&key) {
+        match fresh.get_mut(&key) {
+            // a second flow, or a second beat / size of a long-lived one
+            Some(fr)
+                if fr.uid != f.uid
+                    || matches!(obs, Obs::Force(_))
+                    || (matches!(obs, Obs::Beat(_)) && fr.beat.is_some())
+                    || (matches!(obs, Obs::Size(..)) && fr.size.is_some()) =>
+            {
+                replay = fresh.remove(&key)
+            }
+            Some(fr) => {
+                match obs {
+                    Obs::Beat(t) => fr.beat = Some(t),
+                    Obs::Size(t, b) => fr.size = Some((t, b)),
+                    Obs::Force(_) => {}
+                }
+                return None;
+            }
+            None if matches!(obs, Obs::Force(_)) => {}
+            None => {
+                if fresh.len() >= cfg.max_flows {
+                    let cut = cutoff(fresh.values().map(|x| x.seen));
+                    fresh.retain(|_, x| x.seen > cut);
+                }
+                let (beat, size) = match obs {
+                    Obs::Beat(t) => (Some(t), None),
+                    Obs::Size(t, b) => (None, Some((t, b))),
+                    Obs::Force(_) => unreachable!("handled above"),
+                };
+                fresh.insert(
+                    key,
+                    Fresh {
+                        uid: f.uid,
+                        seen: now,
+                        beat,
+                        size,
+                    },
+                );
+                return None;
+            }
+        }
+    }
+    if series.len() >= cfg.max_series && !series.contains_key(&key) {
+        let cut = cutoff(series.values().map(|s| s.last_seen));
+        let before = series.len();
+        series.retain(|_, s| s.last_seen > cut);
+        stats.series_evicted += (before - series.len()) as u64;
+    }
+    let s = series.entry(key).or_insert_with(|| Series {
+        beats: PeriodicSeries::with_burst(cfg.burst),
+        sizes: SizeSeries::new(cfg.size),
+        last_seen: now,
+        peer: f.resp,
+        port: f.resp_port,
+        src_port: f.orig_port,
+        proto: f.proto,
+        uid: f.uid,
+        ips: [None; MAX_DEST_IPS],
+        name: None,
+        attr: None,
+        periodic_quiet: Ts::ZERO,
+        size_quiet: Ts::ZERO,
+    });
+    if let Some(fr) = replay {
+        if let Some(t) = fr.beat {
+            s.beats.observe(t);
+        }
+        if let Some((t, b)) = fr.size {
+            s.sizes.observe(t, b);
+        }
+    }
+    s.last_seen = s.last_seen.max(now);
+    s.peer = f.resp;
+    s.port = f.resp_port;
+    s.src_port = f.orig_port;
+    s.proto = f.proto;
+    s.uid = f.uid;
+    if !s.ips.contains(&Some(f.resp)) {
+        if let Some(slot) = s.ips.iter_mut().find(|x| x.is_none()) {
+            *slot = Some(f.resp);
+        } else {
+            s.ips.rotate_left(1);
+            s.ips[MAX_DEST_IPS - 1] = Some(f.resp);
+        }
+    }
+    if let Some(st) = flows.get(&f.uid) {
+        if s.name.is_none() {
+            s.name = st.name.as_ref().map(|(n, _)| n.clone());
+        }
+        if st.attr.is_some() {
+            s.attr.clone_from(&st.attr);
+        }
+    }
+    Some(s)
+}
+
+/// The time at or below which the oldest eighth of `times` lies.
+fn cutoff(times: impl Iterator<Item = Ts>) -> Ts {
+    let mut v: Vec<Ts> = times.collect();
+    v.shrink_to_fit();
+    if v.is_empty() {
+        return Ts::ZERO;
+    }
+    let k = v.len() / 8;
+    *v.select_nth_unstable(k).1
+}
+
+fn target(key: &Key, s: &Series) -> String {
+    let addr = match s.peer {
+        IpAddr::V6(a) => format!("[{a}]:{}", s.port),
+        IpAddr::V4(a) => format!("{a}:{}", s.port),
+    };
+    let n = s.ips.iter().flatten().count();
+    match (key, &s.name) {
+        (Key::Name { .. }, Some(name)) if n > 1 => format!("{name} ({n} addresses, last {addr})"),
+        (_, Some(name)) => format!("{name} at {addr}"),
+        _ => addr,
+    }
+}
+
+fn base_alert(an: Analytic, key: &Key, s: &Series, at: Ts) -> Alert {
+    let host = match key {
+        Key::Addr { host, .. } | Key::Name { host, .. } | Key::Proc { host, .. } => *host,
+    };
+    let mut a = Alert::new(an, at, host, s.peer, s.port);
+    a.proto = s.proto;
+    a.src_port = s.src_port;
+    a.dest_name = s.name.as_ref().map(|n| n.to_string());
+    let ips: Vec<IpAddr> = s.ips.iter().flatten().copied().collect();
+    if ips.len() > 1 {
+        a.dest_ips = ips;
+    }
+    a.attribution = s.attr.as_ref().map(|x| (**x).clone());
+    a.flow_uids.push(s.uid);
+    if let (Key::Proc { .. }, Some(p)) = (key, s.attr.as_ref().and_then(|x| x.process.as_ref())) {
+        let who = p.executable.as_deref().or(p.name.as_deref()).unwrap_or("?");
+        a.reasons.push(format!("process series of {who}"));
+    }
+    a
+}
+
+/// Score adjustments shared by both analytics: EDR context raises it; a schedule that
+/// has run for more than a day is more likely known software and lowers it.
+fn adjust(score: f64, bonus: f64, age: Dur) -> f64 {
+    let s = score + bonus;
+    let s = if age > Dur::from_secs(86_400) {
+        s * 0.8
+    } else {
+        s
+    };
+    s.clamp(0.0, 1.0)
+}
+
+fn periodic_alert(key: &Key, s: &Series, v: &PeriodicVerdict, at: Ts, bonus: f64) -> Alert {
+    let mut a = base_alert(Analytic::PeriodicTransfer, key, s, at);
+    a.score = adjust(v.score, bonus, at.since(v.stats.first_seen));
+    a.reasons.insert(
+        0,
+        format!(
+            "{} connections every {:.0} s ± {:.0} % to {} ({} missed beats)",
+            v.stats.connections_total,
+            v.period_s,
+            v.jitter * 100.0,
+            target(key, s),
+            v.missed_beats
+        ),
+    );
+    a.reasons.extend(v.reasons.iter().cloned());
+    if let Some(attr) = &s.attr {
+        a.reasons.extend(edr_bonus(attr).1);
+    }
+    a.cadence = Some(v.cadence());
+    a
+}
+
+fn size_alert(key: &Key, s: &Series, v: &FixedSizeVerdict, at: Ts, bonus: f64) -> Alert {
+    let mut a = base_alert(Analytic::FixedSizeTransfer, key, s, at);
+    a.score = adjust(v.score, bonus, at.since(s.sizes.first_seen()));
+    a.reasons.insert(
+        0,
+        format!(
+            "{} transfers of {} bytes (CV {:.3}) to {}",
+            v.count,
+            v.size_bytes,
+            v.size_cv,
+            target(key, s)
+        ),
+    );
+    a.reasons.extend(v.reasons.iter().cloned());
+    if let Some(attr) = &s.attr {
+        a.reasons.extend(edr_bonus(attr).1);
+    }
+    a.cadence = Some(v.cadence());
+    a
+}
+
+impl Detector for Cadence {
+    fn on_dns(&mut self, ctx: &Context, a: &DnsAnswer, _out: &mut Vec<Alert>) {
+        Cadence::on_dns(self, ctx, a);
+    }
+    fn on_flow(&mut self, ctx: &Context, ev: &FlowEvent, out: &mut Vec<Alert>) {
+        match ev {
+            FlowEvent::Started(f) => self.on_started(ctx, f),
+            FlowEvent::OrigMessage {
+                flow, start, bytes, ..
+            } => self.on_message(flow, *start, *bytes),
+            FlowEvent::Ended(f, _) => self.on_ended(f),
+        }
+        out.append(&mut self.pending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NetSet;
+    use crate::decode::dns::{DnsAnomalies, DnsKind};
+    use crate::enrichment::{Attributor, ProcessInfo};
+    use crate::flow::{ConnState, EndReason, History};
+
+    const T0: i64 = 1_700_000_000;
+
+    fn ctx(attr: Option<Arc<dyn Attributor>>) -> Context {
+        Context {
+            home_net: NetSet::parse(&["10.0.0.0/8"]).unwrap(),
+            attributor: attr,
+        }
+    }
+
+    fn flow(uid: u64, dst: &str, port: u16, proto: u8, at: f64, bytes: u64) -> FlowRecord {
+        let mut history = History::default();
+        history.push(if proto == PROTO_TCP { b'S' } else { b'D' });
+        FlowRecord {
+            uid,
+            proto,
+            orig: "10.0.0.5".parse().unwrap(),
+            orig_port: 40_000 + (uid % 20_000) as u16,
+            resp: dst.parse().unwrap(),
+            resp_port: port,
+            orig_is_internal: true,
+            first_ts: Ts::from_secs_f64(T0 as f64 + at),
+            last_ts: Ts::from_secs_f64(T0 as f64 + at + 0.5),
+            orig_pkts: 3,
+            resp_pkts: 3,
+            orig_bytes: bytes,
+            resp_bytes: 500,
+            orig_ip_bytes: bytes + 120,
+            resp_ip_bytes: 620,
+            conn_state: ConnState::SF,
+            history,
+            orig_first_sizes: [0; 4],
+            resp_first_sizes: [0; 4],
+            orig_mac: None,
+            vlan: 0,
+        }
+    }
+
+    fn answer(name: &str, addrs: &[&str], at: f64) -> DnsAnswer {
+        DnsAnswer {
+            ts: Ts::from_secs_f64(T0 as f64 + at),
+            client: "10.0.0.5".parse().unwrap(),
+            client_port: 5353,
+            resolver: "10.0.0.1".parse().unwrap(),
+            resolver_port: 53,
+            transport: PROTO_UDP,
+            kind: DnsKind::Dns,
+            id: 1,
+            query: name.into(),
+            qtype: 1,
+            rcode: 0,
+            records: Vec::new(),
+            cname_chain: vec![name.into()],
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            min_ttl: 60,
+            anomalies: DnsAnomalies::default(),
+        }
+    }
+
+    /// Feeds whole connections (start, end) and returns the alerts.
+    fn connections(d: &mut Cadence, c: &Context, flows: &[FlowRecord]) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for f in flows {
+            d.on_flow(c, &FlowEvent::Started(*f), &mut out);
+            d.on_flow(c, &FlowEvent::Ended(*f, EndReason::Closed), &mut out);
+        }
+        out
+    }
+
+    fn of(out: &[Alert], a: Analytic) -> Vec<&Alert> {
+        out.iter().filter(|x| x.analytic == a).collect()
+    }
+
+    #[test]
+    fn cdn_rotation_forms_one_series_by_name() {
+        let mut d = Cadence::new(CadenceConfig::default());
+        let c = ctx(None);
+        let ips = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"];
+        let mut out = Vec::new();
+        Detector::on_dns(&mut d, &c, &answer("c2.example.net", &ips, 0.0), &mut out);
+        let flows: Vec<_> = (0..30)
+            .map(|i| {
+                flow(
+                    i,
+                    ips[i as usize % 4],
+                    443,
+                    PROTO_TCP,
+                    1.0 + 300.0 * i as f64,
+                    700 + 37 * i,
+                )
+            })
+            .collect();
+        let out = connections(&mut d, &c, &flows);
+        let p = of(&out, Analytic::PeriodicTransfer);
+        assert!(!p.is_empty(), "no periodic alert");
+        let a = p[0];
+        assert_eq!(a.dest_name.as_deref(), Some("c2.example.net"));
+        assert_eq!(a.dest_ips.len(), 4);
+        let cad = a.cadence.as_ref().unwrap();
+        assert!((cad.period_s.unwrap() - 300.0).abs() < 1.0);
+        assert!(
+            a.reasons[0].contains("connections every 300 s"),
+            "{:?}",
+            a.reasons
+        );
+        assert!(
+            of(&out, Analytic::FixedSizeTransfer).is_empty(),
+            "sizes vary"
+        );
+    }
+
+    struct OneProcess;
+    impl Attributor for OneProcess {
+        fn attribute(
+            &self,
+            _: u8,
+            _: IpAddr,
+            _: u16,
+            _: IpAddr,
+            _: u16,
+            _: Ts,
+            _: Option<[u8; 6]>,
+        ) -> Option<Attribution> {
+            Some(Attribution {
+                process: Some(ProcessInfo {
+                    name: Some("curl".into()),
+                    executable: Some("/usr/bin/curl".into()),
+                    ..Default::default()
+                }),
+                user: Some(crate::enrichment::UserInfo {
+                    name: Some("nobody".into()),
+                }),
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn process_series_spans_addresses_and_users_raise_score() {
+        let mut d = Cadence::new(CadenceConfig::default());
+        let c = ctx(Some(Arc::new(OneProcess)));
+        // every beat to a new address, no DNS: only the process series is periodic
+        let flows: Vec<_> = (0..30)
+            .map(|i| {
+                flow(
+                    i,
+                    &format!("198.51.100.{}", i + 1),
+                    8443,
+                    PROTO_TCP,
+                    120.0 * i as f64,
+                    900,
+                )
+            })
+            .collect();
+        let out = connections(&mut d, &c, &flows);
+        let p = of(&out, Analytic::PeriodicTransfer);
+        assert_eq!(p.len(), 1, "{out:#?}");
+        assert!(p[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("process series of /usr/bin/curl")));
+        assert!(p[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("unexpected user nobody")));
+        assert!(p[0].attribution.is_some());
+        // the same 900 bytes to 30 addresses: a process-level fixed-size series
+        assert!(!of(&out, Analytic::FixedSizeTransfer).is_empty());
+    }
+
+    #[test]
+    fn fixed_size_fires_with_short_last_chunk_not_below_floor() {
+        let mut d = Cadence::new(CadenceConfig::default());
+        let c = ctx(None);
+        let gaps = [3.0, 40.0, 7.0, 250.0, 12.0, 90.0];
+        let mut t = 0.0;
+        let mut flows = Vec::new();
+        for (i, g) in gaps.iter().enumerate() {
+            let size = if i == 5 { 1500 } else { 4096 };
+            flows.push(flow(i as u64, "203.0.113.9", 443, PROTO_TCP, t, size));
+            t += g;
+        }
+        let out = connections(&mut d, &c, &flows);
+        let f = of(&out, Analytic::FixedSizeTransfer);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].cadence.as_ref().unwrap().size_bytes, Some(4096));
+        // tiny constant totals (commands, polls) never count
+        let mut d = Cadence::new(CadenceConfig::default());
+        let flows: Vec<_> = (0..20)
+            .map(|i| flow(i, "203.0.113.9", 21, PROTO_TCP, 37.0 * i as f64, 70))
+            .collect();
+        assert!(of(
+            &connections(&mut d, &c, &flows),
+            Analytic::FixedSizeTransfer
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn traps_stay_quiet() {
+        let c = ctx(None);
+        // NTP: UDP 123, 48 bytes, metronomic
+        let mut d = Cadence::new(CadenceConfig::default());
+        let flows: Vec<_> = (0..40)
+            .map(|i| flow(i, "203.0.113.20", 123, PROTO_UDP, 64.0 * i as f64, 48))
+            .collect();
+        assert!(connections(&mut d, &c, &flows).is_empty());
+        // an update agent's near-regular schedule to an allowlisted domain
+        let mut d = Cadence::new(CadenceConfig::default());
+        let mut out = Vec::new();
+        Detector::on_dns(
+            &mut d,
+            &c,
+            &answer("swscan.apple.com", &["203.0.113.30"], 0.0),
+            &mut out,
+        );
+        let flows: Vec<_> = (0..40)
+            .map(|i| {
+                flow(
+                    i,
+                    "203.0.113.30",
+                    443,
+                    PROTO_TCP,
+                    1.0 + 1800.0 * i as f64,
+                    1200,
+                )
+            })
+            .collect();
+        assert!(connections(&mut d, &c, &flows).is_empty());
+        assert!(d.stats().allowlisted >= 40);
+        // telemetry of varying size: periodic (it is), never fixed-size
+        let mut d = Cadence::new(CadenceConfig::default());
+        let flows: Vec<_> = (0..40)
+            .map(|i| {
+                flow(
+                    i,
+                    "203.0.113.40",
+                    443,
+                    PROTO_TCP,
+                    60.0 * i as f64,
+                    300 + (i * 7919) % 12_000,
+                )
+            })
+            .collect();
+        assert!(of(
+            &connections(&mut d, &c, &flows),
+            Analytic::FixedSizeTransfer
+        )
+        .is_empty());
+        // constant-size keepalives inside one persistent connection
+        let mut d = Cadence::new(CadenceConfig::default());
+        let f = flow(1, "203.0.113.50", 443, PROTO_TCP, 0.0, 0);
+        let mut out = Vec::new();
+        d.on_flow(&c, &FlowEvent::Started(f), &mut out);
+        for i in 0..200u32 {
+            let start = Ts::from_secs_f64(T0 as f64 + 30.0 * f64::from(i) + 1.0);
+            let ev = FlowEvent::OrigMessage {
+                flow: f,
+                start,
+                end: start,
+                bytes: 120,
+                index: i,
+            };
+            d.on_flow(&c, &ev, &mut out);
+        }
+        assert!(out.is_empty(), "{out:#?}");
+        assert!(d.stats().heartbeats >= 198);
+    }
+
+    #[test]
+    fn chunks_inside_one_connection() {
+        let mut d = Cadence::new(CadenceConfig::default());
+        let c = ctx(None);
+        let f = flow(7, "203.0.113.60", 443, PROTO_TCP, 0.0, 0);
+        let mut out = Vec::new();
+        d.on_flow(&c, &FlowEvent::Started(f), &mut out);
+        for (i, k) in [3u64, 7, 4, 9].iter().enumerate() {
+            let start = Ts::from_secs_f64(T0 as f64 + 20.0 + 60.0 * i as f64);
+            let ev = FlowEvent::OrigMessage {
+                flow: f,
+                start,
+                end: start,
+                bytes: k * 2048,
+                index: i as u32,
+            };
+            d.on_flow(&c, &ev, &mut out);
+        }
+        let a = of(&out, Analytic::FixedSizeTransfer);
+        assert_eq!(a.len(), 1, "{out:#?}");
+        assert_eq!(a[0].cadence.as_ref().unwrap().size_bytes, Some(2048));
+    }
+
+    #[test]
+    fn series_are_capped_and_evictions_counted() {
+        let cfg = CadenceConfig {
+            max_series: 64,
+            max_flows: 64,
+            ..CadenceConfig::default()
+        };
+        let mut d = Cadence::new(cfg);
+        let c = ctx(None);
+        let flows: Vec<_> = (0..1000)
+            .map(|i| {
+                let dst = format!("198.51.{}.{}", i / 400, (i / 2) % 200 + 1);
+                flow(i, &dst, 443, PROTO_TCP, i as f64, 0)
+            })
+            .collect();
+        connections(&mut d, &c, &flows);
+        let st = d.stats();
+        // every address twice in a row: each builds a series
+        assert!(st.series <= 64 && st.series_evicted > 0, "{st:?}");
+        assert!(d.fresh.len() <= 64);
+        assert!(bytes_per_series() < 1024, "{}", bytes_per_series());
+        eprintln!("bytes per series: {}", bytes_per_series());
+    }
+}
