@@ -11,6 +11,7 @@ pub mod alert;
 pub mod cadence;
 pub mod dnscalc;
 pub mod engine;
+pub mod nonbrowser;
 
 pub use alert::{Alert, AlertCadence, AlertDns, Analytic};
 pub use engine::{Context, Detector, Engine};
@@ -37,11 +38,20 @@ pub fn detectors_with_state(
         if c.calculated_port || c.unusual_response {
             v.push(Box::new(dnscalc::DnsCalc::new(c, state.clone())));
         }
+        let n = nonbrowser::NonbrowserConfig::from_config(cfg).unwrap_or_else(|e| {
+            eprintln!("portent: {e}; using defaults for analytics.nonbrowser");
+            nonbrowser::NonbrowserConfig::default()
+        });
+        if n.enabled {
+            v.push(Box::new(nonbrowser::Nonbrowser::new(n, state.clone())));
+        }
         v
     })
 }
 
 /// Checks the analytics sections of the configuration (call before building workers).
 pub fn validate_config(cfg: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
-    dnscalc::DnsCalcConfig::from_config(cfg).map(|_| ())
+    dnscalc::DnsCalcConfig::from_config(cfg)?;
+    nonbrowser::NonbrowserConfig::from_config(cfg)?;
+    Ok(())
 }

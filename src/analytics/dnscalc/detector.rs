@@ -203,8 +203,9 @@ impl DnsCalc {
             }
             if cfg.unusual_response {
                 if let Some(mut a) = check_unusual(&cfg, st, f, platform_regular) {
+                    a.attribution = ctx.attribute(f);
+                    a.score -= crate::enrichment::context::browser_discount(a.attribution.as_ref());
                     if a.score >= cfg.min_score {
-                        a.attribution = ctx.attribute(f);
                         out.push(a);
                         self.stats.unusual_alerts += 1;
                         alerted = true;
