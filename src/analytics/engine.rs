@@ -22,6 +22,11 @@ pub struct Context {
 
 impl Context {
     /// EDR attribution of a flow (by its first packet), if the feed knows it.
+    /// Inventory of an internal host (name, platform, VM) at `ts`, no process.
+    pub fn host_context(&self, src: IpAddr, ts: Ts) -> Option<Attribution> {
+        self.attributor.as_ref()?.host_context(src, ts)
+    }
+
     pub fn attribute(&self, f: &FlowRecord) -> Option<Attribution> {
         let a = self.attributor.as_ref()?;
         a.attribute(
@@ -114,6 +119,10 @@ impl Engine {
             }
             if self.last_alert.len() < MAX_DEDUP_KEYS {
                 self.last_alert.insert(key, a.ts);
+            }
+            let mut a = a;
+            if a.attribution.is_none() {
+                a.attribution = self.ctx.host_context(a.src, a.ts);
             }
             out.push(a);
         }

@@ -11,6 +11,7 @@ pub mod alert;
 pub mod cadence;
 pub mod dnscalc;
 pub mod engine;
+pub mod nonbrowser;
 
 pub use alert::{Alert, AlertCadence, AlertDns, Analytic};
 pub use engine::{Context, Detector, Engine};
@@ -44,6 +45,13 @@ pub fn detectors_with_state(
         if c.periodic || c.fixed_size {
             v.push(Box::new(cadence::Cadence::new(c)));
         }
+        let n = nonbrowser::NonbrowserConfig::from_config(cfg).unwrap_or_else(|e| {
+            eprintln!("portent: {e}; using defaults for analytics.nonbrowser");
+            nonbrowser::NonbrowserConfig::default()
+        });
+        if n.enabled {
+            v.push(Box::new(nonbrowser::Nonbrowser::new(n, state.clone())));
+        }
         v
     })
 }
@@ -51,5 +59,7 @@ pub fn detectors_with_state(
 /// Checks the analytics sections of the configuration (call before building workers).
 pub fn validate_config(cfg: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
     dnscalc::DnsCalcConfig::from_config(cfg)?;
-    cadence::CadenceConfig::from_config(cfg).map(|_| ())
+    cadence::CadenceConfig::from_config(cfg)?;
+    nonbrowser::NonbrowserConfig::from_config(cfg)?;
+    Ok(())
 }

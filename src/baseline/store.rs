@@ -13,6 +13,9 @@ use super::{BaselineParams, HostBaseline};
 use crate::time::Ts;
 
 const BASELINES: TableDefinition<&str, &[u8]> = TableDefinition::new("baselines");
+/// Baselines of other shapes (per-process profiles), JSON by key; kept out of
+/// `baselines` so `list` never has to tell them apart.
+const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("profiles");
 /// File name inside the state directory.
 pub const FILE_NAME: &str = "baseline.redb";
 
@@ -79,6 +82,7 @@ impl Store {
         // Create the table so readers never see it missing.
         let tx = db.begin_write().map_err(err(&path, "write"))?;
         tx.open_table(BASELINES).map_err(err(&path, "table"))?;
+        tx.open_table(PROFILES).map_err(err(&path, "table"))?;
         tx.commit().map_err(err(&path, "commit"))?;
         Ok(Store { db, path })
     }
@@ -98,6 +102,43 @@ impl Store {
                 .map(Some)
                 .map_err(err(p, &format!("{k} is corrupt"))),
         }
+    }
+
+    /// A per-process profile (see [`Store::save_profiles`]).
+    pub fn load_profile<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let p = &self.path;
+        let tx = self.db.begin_read().map_err(err(p, "read"))?;
+        let t = tx.open_table(PROFILES).map_err(err(p, "table"))?;
+        match t.get(key).map_err(err(p, "read"))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(err(p, &format!("{key} is corrupt"))),
+        }
+    }
+
+    /// Writes several per-process profiles in one transaction.
+    pub fn save_profiles<'a, T, I>(&self, items: I) -> Result<usize, StoreError>
+    where
+        T: serde::Serialize + 'a,
+        I: IntoIterator<Item = (&'a str, &'a T)>,
+    {
+        let p = &self.path;
+        let tx = self.db.begin_write().map_err(err(p, "write"))?;
+        let mut n = 0;
+        {
+            let mut t = tx.open_table(PROFILES).map_err(err(p, "table"))?;
+            for (k, b) in items {
+                let v = serde_json::to_vec(b).map_err(err(p, "encode"))?;
+                t.insert(k, v.as_slice()).map_err(err(p, "write"))?;
+                n += 1;
+            }
+        }
+        tx.commit().map_err(err(p, "commit"))?;
+        Ok(n)
     }
 
     /// Writes several baselines in one transaction (replacing what was stored).

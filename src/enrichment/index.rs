@@ -172,6 +172,19 @@ pub struct EdrIndex {
     evicted_by_age: AtomicU64,
     evicted_by_cap: AtomicU64,
     evicted_processes: AtomicU64,
+    lookups: AtomicU64,
+    hits: AtomicU64,
+    process_hits: AtomicU64,
+}
+
+/// Attribution lookups by the workers and how many the feed could answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    pub lookups: u64,
+    /// Any attribution (host inventory or VM at least).
+    pub hits: u64,
+    /// A joined network event: the process is known.
+    pub process_hits: u64,
 }
 
 impl Default for EdrIndex {
@@ -278,7 +291,37 @@ impl EdrIndex {
             evicted_by_age: AtomicU64::new(0),
             evicted_by_cap: AtomicU64::new(0),
             evicted_processes: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            process_hits: AtomicU64::new(0),
         }
+    }
+
+    pub fn lookup_stats(&self) -> LookupStats {
+        LookupStats {
+            lookups: self.lookups.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            process_hits: self.process_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Publishes the index's counters and the attribution hit rate as metrics.
+    pub fn publish(&self) {
+        let l = self.lookup_stats();
+        metrics::counter!("portent_edr_attribution_lookups_total").absolute(l.lookups);
+        metrics::counter!("portent_edr_attribution_hits_total", "level" => "any")
+            .absolute(l.hits);
+        metrics::counter!("portent_edr_attribution_hits_total", "level" => "process")
+            .absolute(l.process_hits);
+        if l.lookups > 0 {
+            metrics::gauge!("portent_edr_attribution_hit_ratio")
+                .set(l.process_hits as f64 / l.lookups as f64);
+        }
+        let s = self.stats();
+        metrics::gauge!("portent_edr_index_network_events").set(s.network_events as f64);
+        metrics::gauge!("portent_edr_index_processes").set(s.processes as f64);
+        let ev = s.evicted_per_key + s.evicted_by_age + s.evicted_by_cap;
+        metrics::counter!("portent_edr_index_evicted_total").absolute(ev);
     }
 
     pub fn config(&self) -> &IndexConfig {
@@ -608,8 +651,12 @@ impl EdrIndex {
     pub fn attribute_flow(&self, q: &FlowQuery) -> Option<Attribution> {
         let src = q.src.to_canonical();
         let dst = q.dst.to_canonical();
+        self.lookups.fetch_add(1, Ordering::Relaxed);
         let mut a = match self.network_match(q.transport, src, q.sport, dst, q.dport, q.first_ts) {
-            Some(e) => self.complete(&e),
+            Some(e) => {
+                self.process_hits.fetch_add(1, Ordering::Relaxed);
+                self.complete(&e)
+            }
             None => Attribution::default(),
         };
         // Host inventory of the source address.
@@ -635,6 +682,22 @@ impl EdrIndex {
         a.vm = self
             .vm_by_ip(src, q.first_ts)
             .or_else(|| q.src_mac.and_then(|m| self.vm_by_mac(m)));
+        if a.is_empty() {
+            return None;
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(a)
+    }
+
+    /// What the inventory knows of the host that had `src` at `ts` (name, platform, VM),
+    /// without any process: the fallback for alerts whose flow the feed did not report.
+    pub fn host_context(&self, src: IpAddr, ts: Ts) -> Option<Attribution> {
+        let src = src.to_canonical();
+        let a = Attribution {
+            host: self.host_by_ip(src, ts),
+            vm: self.vm_by_ip(src, ts),
+            ..Attribution::default()
+        };
         (!a.is_empty()).then_some(a)
     }
 
@@ -827,5 +890,9 @@ impl crate::enrichment::Attributor for EdrIndex {
             first_ts,
             src_mac,
         })
+    }
+
+    fn host_context(&self, src: IpAddr, ts: Ts) -> Option<Attribution> {
+        EdrIndex::host_context(self, src, ts)
     }
 }

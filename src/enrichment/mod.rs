@@ -14,11 +14,16 @@
 //!   each turns one line into zero or more events, or counted rejects. None panics.
 //! * [`index`]: [`EdrIndex`], the attribution index the workers query.
 //! * [`reader`]: format sniffing, [`load_path`], [`ingest_line`], [`follow`], [`EdrStats`].
+//! * [`live`]: following growing feeds for `portent live` ([`live::spawn_follower`]) and
+//!   the short wait alerts may take for their attribution.
+//! * [`context`]: score helpers for detectors (origin weight, browsers, unexpected users).
 
 pub mod canonical;
+pub mod context;
 pub mod esxi;
 pub mod event;
 pub mod index;
+pub mod live;
 pub mod osquery;
 pub mod reader;
 pub mod sysmon;
@@ -28,7 +33,7 @@ mod xml;
 mod tests;
 
 pub use event::EdrEvent;
-pub use index::{EdrIndex, IndexConfig, IndexStats};
+pub use index::{EdrIndex, IndexConfig, IndexStats, LookupStats};
 pub use reader::{
     follow, ingest_bytes, ingest_followed, ingest_line, load_path, Adapter, EdrError, EdrStats,
     Format, RejectReason,
@@ -167,4 +172,10 @@ pub trait Attributor: Send + Sync {
         first_ts: crate::time::Ts,
         src_mac: Option<[u8; 6]>,
     ) -> Option<Attribution>;
+
+    /// Host inventory (name, platform, VM) of an internal address at `ts`, without
+    /// process context: the fallback for alerts that carry no attribution.
+    fn host_context(&self, _src: std::net::IpAddr, _ts: crate::time::Ts) -> Option<Attribution> {
+        None
+    }
 }
