@@ -95,6 +95,8 @@ pub struct PcapSource {
     reads: u32,
     /// Read the kernel counters before the next read (set on an idle tick).
     stats_due: bool,
+    /// The last read returned a frame: more may be buffered, read before polling.
+    pending: bool,
 }
 
 impl PcapSource {
@@ -109,6 +111,11 @@ impl PcapSource {
             .timeout(o.timeout_ms.max(1) as i32)
             .precision(pcap::Precision::Nano)
             .open()
+            .map_err(err)?
+            // libpcap's TPACKET_V3 read blocks until a kernel block retires, and the
+            // kernel never retires an empty one: on a quiet link it would never
+            // return. We poll the descriptor ourselves with the timeout instead.
+            .setnonblock()
             .map_err(err)?;
         if let Some(f) = &o.filter {
             cap.filter(f, true)
@@ -126,6 +133,7 @@ impl PcapSource {
             next_stats: Instant::now(),
             reads: 0,
             stats_due: false,
+            pending: false,
         })
     }
 
@@ -151,6 +159,29 @@ impl PcapSource {
         self.stats
     }
 
+    /// Waits up to the read timeout for the capture descriptor to become readable.
+    fn wait_readable(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: self.cap.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = (self.timeout.0 / 1_000_000) as libc::c_int;
+        // SAFETY: one valid pollfd; EINTR (a signal) simply counts as a timeout.
+        unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+    }
+
+    /// An idle tick on the wall clock.
+    fn idle(&mut self) -> SourceEvent<'static> {
+        self.stats_due = true;
+        // A frame may still sit in a kernel block up to one timeout old: keep the
+        // clock that far behind the wall so it never overtakes such frames.
+        let t = wall_now().saturating_sub(self.timeout);
+        self.last_tick = t.max(self.last_tick);
+        SourceEvent::Idle(t)
+    }
+
     pub fn link(&self) -> LinkType {
         self.link
     }
@@ -167,8 +198,12 @@ impl PacketSource for PcapSource {
             self.last_tick = self.last_pkt;
             return Ok(SourceEvent::Idle(self.last_pkt));
         }
+        if !self.pending && !self.wait_readable() {
+            return Ok(self.idle());
+        }
         match self.cap.next_packet() {
             Ok(p) => {
+                self.pending = true;
                 let h = p.header;
                 // With nanosecond precision tv_usec holds nanoseconds.
                 let ts = Ts(h.ts.tv_sec as i64 * 1_000_000_000 + h.ts.tv_usec as i64);
@@ -185,10 +220,10 @@ impl PacketSource for PcapSource {
                     orig_len: h.len,
                 }))
             }
+            // Nonblocking: nothing buffered.
             Err(pcap::Error::TimeoutExpired) => {
+                self.pending = false;
                 self.stats_due = true;
-                // A frame may still sit in a kernel block up to one timeout old: keep
-                // the clock that far behind the wall so it never overtakes such frames.
                 let t = wall_now().saturating_sub(self.timeout);
                 self.last_tick = t.max(self.last_tick);
                 Ok(SourceEvent::Idle(t))

@@ -417,8 +417,14 @@ impl QueueCtx {
             .build();
         let ifname: Interface = self.iface.parse().map_err(|_| "bad interface name")?;
         // SAFETY: the UMEM is not shared, so the program-load flag rule does not apply.
-        let (_tx, rxq, fq_cq) = unsafe { Socket::new(scfg, &umem, &ifname, self.queue) }
-            .map_err(|e| format!("queue {}: {e}", self.queue))?;
+        let (_tx, rxq, fq_cq) =
+            unsafe { Socket::new(scfg, &umem, &ifname, self.queue) }.map_err(|e| {
+                format!(
+                    "queue {}: {e}: {:?}",
+                    self.queue,
+                    std::error::Error::source(&e)
+                )
+            })?;
         let (fq, _cq) = fq_cq.ok_or("no fill queue")?;
         Ok((umem, descs, rxq, fq))
     }
