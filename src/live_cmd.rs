@@ -432,6 +432,15 @@ mod tests {
     }
 
     #[test]
+    fn sample_config_is_valid() {
+        let c = Config::from_toml(include_str!("../systemd/portent.toml"), "portent.toml").unwrap();
+        let l = LiveConfig::from_table(&c.live).unwrap();
+        let p = plan(&LiveArgs::default(), l).unwrap();
+        assert_eq!(p.live.interface, "eth1");
+        assert!(p.live.promisc && p.xdp.is_none());
+    }
+
+    #[test]
     fn metrics_default_to_loopback() {
         let a = LiveArgs {
             interface: Some("lo".into()),
