@@ -76,6 +76,7 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
     counter!(DNS_ANSWERS).absolute(0);
     counter!(FLOWS_CREATED).absolute(0);
     counter!(EDR_EVENTS).absolute(0);
+    counter!(XDP_FILL_EMPTY).absolute(0);
     for c in DROP_CAUSES {
         counter!(PACKETS_DROPPED, "cause" => *c).absolute(0);
     }
