@@ -190,7 +190,7 @@ impl PcapSource {
 impl PacketSource for PcapSource {
     fn next_event(&mut self) -> Result<SourceEvent<'_>, CaptureError> {
         self.reads = self.reads.wrapping_add(1);
-        if self.reads % 4096 == 0 || self.stats_due {
+        if self.reads.is_multiple_of(4096) || self.stats_due {
             self.stats_due = false;
             self.poll_stats(false);
         }
@@ -206,6 +206,8 @@ impl PacketSource for PcapSource {
                 self.pending = true;
                 let h = p.header;
                 // With nanosecond precision tv_usec holds nanoseconds.
+                // time_t and suseconds_t are narrower on 32-bit targets.
+                #[allow(clippy::unnecessary_cast)]
                 let ts = Ts(h.ts.tv_sec as i64 * 1_000_000_000 + h.ts.tv_usec as i64);
                 if ts > self.last_pkt {
                     self.last_pkt = ts;

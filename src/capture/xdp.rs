@@ -241,7 +241,7 @@ impl Drop for XdpSource {
 
 impl PacketSource for XdpSource {
     fn next_event(&mut self) -> Result<SourceEvent<'_>, CaptureError> {
-        while !self.cur.as_ref().is_some_and(|c| self.idx < c.frames.len()) {
+        while self.cur.as_ref().is_none_or(|c| self.idx >= c.frames.len()) {
             if let Some(mut c) = self.cur.take() {
                 c.buf.clear();
                 c.frames.clear();
