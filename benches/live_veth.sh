@@ -4,6 +4,8 @@
 # mode), all analytics on, flows and DNS written. Prints sent / captured / dropped.
 # Needs root, iproute2, tcpreplay, jq, and a release build (cargo build --release).
 #   benches/live_veth.sh [HOURS_OF_SIMULATED_TRAFFIC=0.5] [LOOPS=3]
+# LIVE_ARGS adds options to both runs, e.g. LIVE_ARGS="--buffer-mb 1 --workers 1"
+# to provoke (and check the accounting of) kernel and queue drops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hours=${1:-0.5}
@@ -36,8 +38,8 @@ pcap=$work/sim/traffic.pcap
 echo "capture: $(stat -c %s "$pcap") bytes, sent $loops times at top speed; $(nproc) cores"
 printf '%-22s %10s %10s %12s %14s %10s %8s\n' source sent captured "dropped(kern)" "dropped(queue)" "tcpreplay" alerts
 for mode in pcap xdp; do
-  extra=()
-  [ "$mode" = xdp ] && extra=(--xdp --xdp-mode generic)
+  read -ra extra <<<"${LIVE_ARGS:-}"
+  [ "$mode" = xdp ] && extra+=(--xdp --xdp-mode generic)
   rm -f "$work"/*.jsonl "$work/stats.json"
   ip netns exec "$R" "$bin" live -i "$r" "${extra[@]}" --metrics off \
     --alerts "$work/alerts.jsonl" --flows "$work/flows.jsonl" --dns "$work/dns.jsonl" \
