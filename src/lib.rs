@@ -23,7 +23,7 @@
 //! * [`pipeline`]: the threads that connect the stages; the same code for replay and live.
 //!
 //! Side modules: [`config`], [`time`] (packet time), [`baseline`] (persisted state),
-//! [`telemetry`] (metrics), [`simulate`] (labelled traffic generator and scorer).
+//! [`telemetry`] (metrics), [`live_cmd`] (`portent live`), [`simulate`] (labelled traffic generator and scorer).
 
 pub mod analytics;
 pub mod baseline;
@@ -32,6 +32,7 @@ pub mod config;
 pub mod decode;
 pub mod enrichment;
 pub mod flow;
+pub mod live_cmd;
 pub mod output;
 pub mod pipeline;
 pub mod simulate;

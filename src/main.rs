@@ -32,6 +32,8 @@ enum Command {
     Score(portent::simulate::ScoreArgs),
     /// Show or reset the learned baselines in a state directory.
     Baseline(portent::baseline::cli::BaselineArgs),
+    /// Capture from an interface (libpcap or AF_XDP) until SIGINT/SIGTERM.
+    Live(portent::live_cmd::LiveArgs),
 }
 
 #[derive(Args)]
@@ -228,6 +230,13 @@ fn main() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("portent baseline: {e}");
+                2
+            }
+        },
+        Command::Live(a) => match portent::live_cmd::run_live(a) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("portent live: {e}");
                 2
             }
         },

@@ -4,10 +4,13 @@
 //! * [`pcapfile`]: classic pcap (µs and ns, either byte order) and pcapng, read through a
 //!   large buffer, skipping corrupt records instead of stopping at them.
 //! * [`merge`]: several files merged into one stream in timestamp order.
-//! * live capture (libpcap, AF_XDP) lives beside these and yields the same type.
+//! * [`live`]: libpcap live capture; [`xdp`]: AF_XDP sockets, one thread per queue.
+//!   Both yield the same type and idle ticks on wall time.
 
+pub mod live;
 pub mod merge;
 pub mod pcapfile;
+pub mod xdp;
 
 use crate::time::Ts;
 

@@ -151,6 +151,8 @@ pub(crate) struct InBatch {
     /// Sequence number of the last packet read before this batch was sent.
     pub seq_end: u64,
     pub finish: bool,
+    /// When the capture thread handed the batch over (queue latency telemetry).
+    pub sent_at: Option<Instant>,
 }
 
 impl InBatch {
@@ -161,6 +163,7 @@ impl InBatch {
             clock: Ts::ZERO,
             seq_end: 0,
             finish: false,
+            sent_at: None,
         }
     }
 }
@@ -225,6 +228,7 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     let mut progress = Progress::new(opts.progress);
     let mut last_frag_expire = Ts::ZERO;
     let home = cfg.home_net.clone();
+    let mut telemetry = crate::telemetry::CapturePublisher::new();
 
     let send_all = |batches: &mut Vec<InBatch>,
                     clock: Ts,
@@ -233,6 +237,7 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
                     summary: &mut RunSummary|
      -> bool {
         let mut alive = true;
+        let now = Instant::now();
         for (w, b) in batches.iter_mut().enumerate() {
             let fresh = recycle_rxs[w]
                 .try_recv()
@@ -241,6 +246,7 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
             full.clock = clock;
             full.seq_end = seq_end;
             full.finish = finish;
+            full.sent_at = Some(now);
             if live && !finish {
                 match in_txs[w].try_send(full) {
                     Ok(()) => {}
@@ -276,6 +282,7 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
                     break;
                 }
                 in_batch = 0;
+                telemetry.maybe_publish(&summary, false);
                 continue;
             }
             SourceEvent::Packet(raw) => {
@@ -336,9 +343,11 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
                 break;
             }
             progress.tick(source.progress(), summary.packets, started);
+            telemetry.maybe_publish(&summary, false);
         }
     }
     send_all(&mut batches, clock, seq, true, &mut summary);
+    telemetry.maybe_publish(&summary, true);
     drop(in_txs);
     progress.done();
 

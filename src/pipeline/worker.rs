@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -16,6 +17,7 @@ use crate::enrichment::Attributor;
 use crate::flow::table::{FlowShard, FlowStats, PacketKey};
 use crate::flow::{FlowEvent, FlowKey};
 use crate::output;
+use crate::telemetry::{WorkerCounts, WorkerPublisher};
 use crate::time::Ts;
 
 /// Prefetch distances, in packets (see `run`).
@@ -33,6 +35,8 @@ pub(crate) struct WorkerStats {
     pub flows: u64,
     pub dns_answers: u64,
     pub alerts: u64,
+    /// Alerts by analytic name (for telemetry).
+    pub alerts_by: BTreeMap<&'static str, u64>,
     pub dns_errors: BTreeMap<&'static str, u64>,
     pub flow: FlowStats,
 }
@@ -48,11 +52,12 @@ pub(crate) struct Worker {
     answers: Vec<DnsAnswer>,
     stats: WorkerStats,
     has_home_net: bool,
+    telemetry: WorkerPublisher,
 }
 
 impl Worker {
     pub fn new(
-        _id: usize,
+        id: usize,
         cfg: &Config,
         cap: usize,
         attributor: Option<Arc<dyn Attributor>>,
@@ -72,6 +77,7 @@ impl Worker {
             answers: Vec::new(),
             stats: WorkerStats::default(),
             has_home_net: !cfg.home_net.is_empty(),
+            telemetry: WorkerPublisher::new(id),
         }
     }
 
@@ -85,6 +91,12 @@ impl Worker {
         let mut done_through = 0;
         let fresh = |r: &Receiver<OutBatch>| r.try_recv().unwrap_or_default();
         while let Ok(mut b) = rx.recv() {
+            let started = Instant::now();
+            if let Some(sent) = b.sent_at {
+                self.telemetry
+                    .queue
+                    .record(started.saturating_duration_since(sent).as_secs_f64());
+            }
             let mut ob = fresh(&out_recycle);
             // Two-stage software prefetch: the index slot of the packet PREFETCH_FAR
             // ahead, the flow record of the one PREFETCH_NEAR ahead, so this packet's
@@ -134,6 +146,10 @@ impl Worker {
             done_through = b.seq_end;
             ob.done_through = done_through;
             let finish = b.finish;
+            self.telemetry
+                .analysis
+                .record(started.elapsed().as_secs_f64());
+            self.publish(finish);
             if out.send(ob).is_err() {
                 break;
             }
@@ -145,6 +161,18 @@ impl Worker {
             }
         }
         self.finish_stats()
+    }
+
+    /// Hands the counts to telemetry (it publishes at most once a period).
+    fn publish(&mut self, force: bool) {
+        let counts = WorkerCounts {
+            dns_answers: self.stats.dns_answers,
+            alerts: &self.stats.alerts_by,
+            dns_errors: &self.stats.dns_errors,
+            flow: &self.shard.stats,
+            live_flows: self.shard.live(),
+        };
+        self.telemetry.maybe_publish(counts, force);
     }
 
     fn finish_stats(&mut self) -> WorkerStats {
@@ -190,6 +218,7 @@ impl Worker {
         }
         for a in self.alerts.drain(..) {
             self.stats.alerts += 1;
+            *self.stats.alerts_by.entry(a.analytic.name()).or_default() += 1;
             let k = key(&mut sub);
             ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
         }
@@ -303,6 +332,7 @@ impl Worker {
             }
             for a in self.alerts.drain(..) {
                 self.stats.alerts += 1;
+                *self.stats.alerts_by.entry(a.analytic.name()).or_default() += 1;
                 let k = key();
                 ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
             }
@@ -314,6 +344,7 @@ impl Worker {
         self.engine.on_tick(clock, &mut self.alerts);
         for a in self.alerts.drain(..) {
             self.stats.alerts += 1;
+            *self.stats.alerts_by.entry(a.analytic.name()).or_default() += 1;
             *sub += 1;
             let k = OrderKey {
                 seq: seq_end,

@@ -1,0 +1,453 @@
+//! `portent live`: capture from an interface (libpcap or AF_XDP) and run the same
+//! pipeline as replay, on packet time, until SIGINT/SIGTERM; then flush every output.
+//!
+//! Order of start-up: open the capture (needs privileges), start the metrics listener,
+//! drop to `--user` if asked, then open state and outputs so their files belong to
+//! that user.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::capture::live::{LiveOptions, PcapSource};
+use crate::capture::xdp::{XdpMode, XdpOptions, XdpSource};
+use crate::config::Config;
+use crate::pipeline::{self, Outputs, PacketSource, RunOptions};
+use crate::telemetry;
+
+/// Default metrics address: loopback only; exposing it is an explicit choice.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct LiveArgs {
+    /// Interface to capture on (a SPAN/mirror port).
+    #[arg(long, short)]
+    pub interface: Option<String>,
+    /// Capture with AF_XDP sockets instead of libpcap.
+    #[arg(long)]
+    pub xdp: bool,
+    /// AF_XDP: receive queues to bind (0..N), one capture thread each.
+    #[arg(long, requires = "xdp")]
+    pub queues: Option<u32>,
+    /// AF_XDP: auto (native, else generic), native or generic (SKB).
+    #[arg(long, requires = "xdp")]
+    pub xdp_mode: Option<String>,
+    /// Bytes kept per frame.
+    #[arg(long)]
+    pub snaplen: Option<u32>,
+    /// Kernel capture buffer (libpcap) or UMEM per queue (AF_XDP), MiB.
+    #[arg(long)]
+    pub buffer_mb: Option<u32>,
+    /// BPF capture filter (libpcap only), e.g. "not port 22".
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Put the interface in promiscuous mode.
+    #[arg(long)]
+    pub promisc: bool,
+    /// Deliver frames at once rather than per kernel block (lower latency, more CPU).
+    #[arg(long)]
+    pub immediate: bool,
+    /// Prometheus /metrics listener address (`off` to disable).
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// Drop root to this user (setgid/setuid) once the capture is open.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Alerts as JSON Lines (`-` for stdout).
+    #[arg(long)]
+    pub alerts: Option<PathBuf>,
+    /// Finished flows as JSON Lines.
+    #[arg(long)]
+    pub flows: Option<PathBuf>,
+    /// DNS answers as JSON Lines.
+    #[arg(long)]
+    pub dns: Option<PathBuf>,
+    /// EDR feed; repeatable.
+    #[arg(long)]
+    pub edr: Vec<PathBuf>,
+    /// Configuration file (TOML); its [live] section holds defaults for these options.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// State directory for baselines (persist across runs).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Worker threads (overrides the config).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// The end-of-run summary as JSON, with the capture's own counters.
+    #[arg(long)]
+    pub stats: Option<PathBuf>,
+    /// No summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The `[live]` section of the config file; the command line wins over it.
+#[derive(Deserialize, Default, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    pub interface: Option<String>,
+    pub xdp: Option<bool>,
+    pub queues: Option<u32>,
+    pub xdp_mode: Option<String>,
+    pub snaplen: Option<u32>,
+    pub buffer_mb: Option<u32>,
+    pub filter: Option<String>,
+    pub promisc: Option<bool>,
+    pub immediate: Option<bool>,
+    /// Read timeout: the longest wait before an idle tick, milliseconds.
+    pub timeout_ms: Option<u32>,
+    pub metrics: Option<String>,
+    pub user: Option<String>,
+}
+
+impl LiveConfig {
+    pub fn from_table(t: &toml::Table) -> Result<LiveConfig, String> {
+        LiveConfig::deserialize(toml::Value::Table(t.clone())).map_err(|e| format!("[live]: {e}"))
+    }
+}
+
+/// Everything `run_live` needs, after merging the command line over the config.
+#[derive(Debug)]
+struct Plan {
+    xdp: Option<XdpOptions>,
+    live: LiveOptions,
+    metrics: Option<SocketAddr>,
+    user: Option<String>,
+}
+
+fn plan(a: &LiveArgs, c: LiveConfig) -> Result<Plan, String> {
+    let interface = a
+        .interface
+        .clone()
+        .or(c.interface)
+        .ok_or("--interface is required (or `interface` in [live])")?;
+    let d = LiveOptions::default();
+    let live = LiveOptions {
+        interface,
+        snaplen: a.snaplen.or(c.snaplen).unwrap_or(d.snaplen),
+        buffer_mb: a.buffer_mb.or(c.buffer_mb).unwrap_or(d.buffer_mb),
+        filter: a.filter.clone().or(c.filter),
+        promisc: a.promisc || c.promisc.unwrap_or(false),
+        immediate: a.immediate || c.immediate.unwrap_or(false),
+        timeout_ms: c.timeout_ms.unwrap_or(d.timeout_ms),
+    };
+    if !(64..=262_144).contains(&live.snaplen) {
+        return Err("snaplen must be 64..=262144".into());
+    }
+    if !(1..=4096).contains(&live.buffer_mb) {
+        return Err("buffer_mb must be 1..=4096".into());
+    }
+    if !(1..=10_000).contains(&live.timeout_ms) {
+        return Err("timeout_ms must be 1..=10000".into());
+    }
+    let xdp = if a.xdp || c.xdp.unwrap_or(false) {
+        let queues = a.queues.or(c.queues).unwrap_or(1);
+        if !(1..=256).contains(&queues) {
+            return Err("queues must be 1..=256".into());
+        }
+        let mode = XdpMode::parse(
+            a.xdp_mode
+                .as_deref()
+                .or(c.xdp_mode.as_deref())
+                .unwrap_or("auto"),
+        )?;
+        Some(XdpOptions {
+            live: live.clone(),
+            queues,
+            mode,
+        })
+    } else {
+        None
+    };
+    let m = a
+        .metrics
+        .clone()
+        .or(c.metrics)
+        .unwrap_or_else(|| DEFAULT_METRICS.into());
+    let metrics = if m == "off" {
+        None
+    } else {
+        Some(
+            m.parse::<SocketAddr>()
+                .map_err(|_| format!("metrics address `{m}`: expected IP:PORT or off"))?,
+        )
+    };
+    Ok(Plan {
+        xdp,
+        live,
+        metrics,
+        user: a.user.clone().or(c.user),
+    })
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static REOPEN: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+extern "C" fn on_hup(_: libc::c_int) {
+    REOPEN.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT/SIGTERM stop capture and flush everything; SIGHUP reopens output files.
+fn install_signals() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+    // SAFETY: the handlers only store to atomics, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reopen = Arc::new(AtomicBool::new(false));
+    let (s, r) = (stop.clone(), reopen.clone());
+    std::thread::Builder::new()
+        .name("portent-signals".into())
+        .spawn(move || loop {
+            if STOP.load(Ordering::Relaxed) {
+                s.store(true, Ordering::Relaxed);
+            }
+            if REOPEN.swap(false, Ordering::Relaxed) {
+                r.store(true, Ordering::Relaxed);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        })
+        .ok();
+    (stop, reopen)
+}
+
+/// setgroups/setgid/setuid to `name`, when running as root.
+fn drop_privileges(name: &str) -> Result<(), String> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        return Err(format!("--user {name}: only root can switch users"));
+    }
+    let cname = std::ffi::CString::new(name).map_err(|_| "bad user name")?;
+    // SAFETY: getpwnam_r writes into our buffers; we read the result before they go.
+    let (uid, gid) = unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16384];
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        );
+        if rc != 0 || out.is_null() {
+            return Err(format!("--user {name}: no such user"));
+        }
+        (pw.pw_uid, pw.pw_gid)
+    };
+    // SAFETY: plain syscalls; order matters (groups and gid while still root).
+    unsafe {
+        if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+            return Err(format!(
+                "--user {name}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if uid != 0 && libc::setuid(0) == 0 {
+            return Err(format!("--user {name}: root could be regained"));
+        }
+    }
+    Ok(())
+}
+
+/// Loads EDR feeds (whole files, before capture) and counts the events.
+fn load_edr(
+    paths: &[PathBuf],
+    quiet: bool,
+) -> Result<Option<Arc<dyn crate::enrichment::Attributor>>, String> {
+    use crate::enrichment::index::{EdrIndex, IndexConfig};
+    use crate::enrichment::reader::{load_path, EdrStats};
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let index = EdrIndex::new(IndexConfig::default());
+    let mut total = 0u64;
+    for p in paths {
+        let mut stats = EdrStats::default();
+        load_path(p, &index, &mut stats).map_err(|e| e.to_string())?;
+        let events: u64 = stats.events.values().sum();
+        total += events;
+        for (reason, first) in &stats.first_rejected {
+            eprintln!(
+                "portent: warning: {}: lines skipped ({}), first at line {}: {}",
+                p.display(),
+                reason.label(),
+                first.line,
+                first.detail
+            );
+        }
+        if !quiet {
+            eprintln!("portent: {}: {} EDR events", p.display(), events);
+        }
+    }
+    telemetry::edr_events(total);
+    Ok(Some(Arc::new(index)))
+}
+
+/// The capture in use.
+enum Source {
+    Pcap(PcapSource),
+    Xdp(XdpSource),
+}
+
+impl Source {
+    fn as_dyn(&mut self) -> &mut dyn PacketSource {
+        match self {
+            Source::Pcap(s) => s,
+            Source::Xdp(s) => s,
+        }
+    }
+
+    /// The capture's own counters, for the summary.
+    fn counters(&mut self) -> serde_json::Value {
+        match self {
+            Source::Pcap(s) => {
+                let st = s.stats();
+                serde_json::json!({"source": "pcap", "kernel_received": st.received,
+                    "kernel_dropped": st.dropped, "interface_dropped": st.if_dropped})
+            }
+            Source::Xdp(s) => {
+                let st = s.stats();
+                serde_json::json!({"source": "xdp", "mode": s.mode,
+                    "ring_dropped": st.ring_dropped, "fill_ring_empty": st.fill_ring_empty})
+            }
+        }
+    }
+}
+
+pub fn run_live(a: LiveArgs) -> Result<(), String> {
+    let mut config = match &a.config {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(w) = a.workers {
+        if w == 0 || w > 256 {
+            return Err("--workers must be 1..=256".into());
+        }
+        config.pipeline.workers = w;
+    }
+    crate::analytics::validate_config(&config).map_err(|e| e.to_string())?;
+    let p = plan(&a, LiveConfig::from_table(&config.live)?)?;
+
+    let mut source = match &p.xdp {
+        Some(x) => Source::Xdp(XdpSource::open(x).map_err(|e| e.to_string())?),
+        None => Source::Pcap(PcapSource::open(&p.live).map_err(|e| e.to_string())?),
+    };
+    if let Some(addr) = p.metrics {
+        telemetry::install(addr)?;
+    }
+    match &source {
+        Source::Pcap(_) => telemetry::capture_info("pcap", "af_packet", &p.live.interface),
+        Source::Xdp(s) => telemetry::capture_info("xdp", s.mode, &p.live.interface),
+    }
+    if let Some(u) = &p.user {
+        drop_privileges(u)?;
+    }
+    if !a.quiet {
+        let how = match &source {
+            Source::Pcap(_) => "libpcap".to_string(),
+            Source::Xdp(s) => format!("AF_XDP ({} mode)", s.mode),
+        };
+        let m = p
+            .metrics
+            .map(|m| format!(", metrics on http://{m}/metrics"))
+            .unwrap_or_default();
+        eprintln!("portent: capturing on {} with {how}{m}", p.live.interface);
+    }
+    let state = match &a.state {
+        Some(dir) => Some(Arc::new(
+            crate::baseline::Store::open(dir).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    let attributor = load_edr(&a.edr, a.quiet)?;
+    let (stop, reopen) = install_signals();
+    let opts = RunOptions {
+        config,
+        outputs: Outputs {
+            alerts: a.alerts.clone(),
+            flows: a.flows.clone(),
+            dns: a.dns.clone(),
+        },
+        attributor,
+        detectors: crate::analytics::detectors_with_state(state),
+        stop,
+        reopen,
+        progress: false,
+    };
+    let summary = pipeline::run(source.as_dyn(), opts).map_err(|e| e.to_string())?;
+    let counters = source.counters();
+    drop(source);
+    if !a.quiet {
+        eprint!("{}", summary.render());
+        eprintln!("  capture: {counters}");
+    }
+    if let Some(path) = &a.stats {
+        let mut v = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
+        v["capture"] = counters;
+        std::fs::write(path, format!("{v}\n")).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(s: &str) -> toml::Table {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn live_section_rejects_unknown_keys() {
+        let e = LiveConfig::from_table(&table("interfce = \"eth0\"")).unwrap_err();
+        assert!(e.contains("interfce"), "{e}");
+    }
+
+    #[test]
+    fn command_line_wins_over_config() {
+        let c = LiveConfig::from_table(&table(
+            "interface = \"eth1\"\nsnaplen = 128\nxdp = true\nqueues = 4\nmetrics = \"off\"",
+        ))
+        .unwrap();
+        let a = LiveArgs {
+            snaplen: Some(256),
+            ..LiveArgs::default()
+        };
+        let p = plan(&a, c).unwrap();
+        assert_eq!(p.live.interface, "eth1");
+        assert_eq!(p.live.snaplen, 256);
+        assert_eq!(p.xdp.as_ref().map(|x| x.queues), Some(4));
+        assert_eq!(p.metrics, None);
+    }
+
+    #[test]
+    fn sample_config_is_valid() {
+        let c = Config::from_toml(include_str!("../systemd/portent.toml"), "portent.toml").unwrap();
+        let l = LiveConfig::from_table(&c.live).unwrap();
+        let p = plan(&LiveArgs::default(), l).unwrap();
+        assert_eq!(p.live.interface, "eth1");
+        assert!(p.live.promisc && p.xdp.is_none());
+    }
+
+    #[test]
+    fn metrics_default_to_loopback() {
+        let a = LiveArgs {
+            interface: Some("lo".into()),
+            ..LiveArgs::default()
+        };
+        let p = plan(&a, LiveConfig::default()).unwrap();
+        assert_eq!(p.metrics, Some(DEFAULT_METRICS.parse().unwrap()));
+        assert!(p.xdp.is_none());
+    }
+}
