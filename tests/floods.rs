@@ -167,3 +167,28 @@ fn one_host_opens_a_million_flows() {
     });
     assert_evictions(&run, "one-host", n);
 }
+
+#[test]
+fn one_host_flood_does_not_deadlock_the_writer() {
+    // Regression: every flow routed to one worker, whose expiry sweep sends several
+    // output batches while the writer waited on the other (idle) worker's lane alone and
+    // the capture thread waited on the busy worker's full input queue. Small queues make
+    // it quick to reach; the watchdog turns a hang into a failure.
+    let dir = tempfile::tempdir().unwrap();
+    let p = flood_pcap(&dir, "one-host-small.pcap", 60_000, |i| {
+        eth_tcp(
+            [10, 0, 0, 66],
+            ext(i),
+            20000 + (i % 40000) as u16,
+            1024 + (i % 50000) as u16,
+            1,
+            SYN,
+        )
+    });
+    let cfg = "[flow]\nmax_flows = 5000\n[pipeline]\nworkers = 2\nqueue_batches = 1\nbatch_packets = 64\n";
+    let start = std::time::Instant::now();
+    let run = replay(&[p], Some(cfg), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(u(&run.stats, &["flow_stats", "created"]), 60_000);
+    assert!(start.elapsed().as_secs() < 120, "{:?}", start.elapsed());
+}

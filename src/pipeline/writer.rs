@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Select, Sender};
 
 use super::{Outputs, PipelineError};
 use crate::output::sink::Sink;
@@ -179,11 +179,25 @@ impl Writer {
                 }
             }
             // A lane that might still produce something smaller must be heard first.
-            let blocker = lanes.iter().position(|l| {
-                !l.closed && l.head().is_none() && best.is_none_or(|(_, k)| l.done_through < k.seq)
-            });
-            if let Some(i) = blocker {
-                match rxs[i].recv() {
+            // Wait on all such lanes at once, not the first: that lane's worker may be
+            // idle behind a capture thread blocked on another worker's full queue,
+            // whose output is the one waiting here (a one-host flood deadlocked so).
+            let blockers: Vec<usize> = (0..lanes.len())
+                .filter(|&i| {
+                    let l = &lanes[i];
+                    !l.closed
+                        && l.head().is_none()
+                        && best.is_none_or(|(_, k)| l.done_through < k.seq)
+                })
+                .collect();
+            if !blockers.is_empty() {
+                let mut sel = Select::new();
+                for &i in &blockers {
+                    sel.recv(&rxs[i]);
+                }
+                let op = sel.select();
+                let i = blockers[op.index()];
+                match op.recv(&rxs[i]) {
                     Ok(b) => lanes[i].accept(b),
                     Err(_) => lanes[i].closed = true,
                 }

@@ -165,6 +165,9 @@ pub fn dns_response(id: u16, qname: &[u8], counts: [u16; 4], body: &[u8]) -> Vec
 /// A pointer to the question name (offset 12).
 pub const QPTR: [u8; 2] = [0xc0, 0x0c];
 
+/// A replay still running after this long is killed (a hang).
+pub const WATCHDOG_SECS: u64 = 300;
+
 /// What a replay did: exit code, stderr, the `--stats` JSON, the raw output files and
 /// the child's peak RSS in KiB (wait4's ru_maxrss).
 pub struct Run {
@@ -201,12 +204,40 @@ pub fn replay(files: &[PathBuf], config: Option<&str>, extra: &[&str]) -> Run {
     // wait4 (not Child::wait) reaps it, for the child's own rusage.
     #[allow(clippy::zombie_processes)]
     let mut child = cmd.spawn().unwrap();
+    // A hang is a finding too: the watchdog kills a run that outlives WATCHDOG_SECS, and
+    // the check below reports it as death by signal.
+    let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d2 = done.clone();
+    std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        while t.elapsed().as_secs() < WATCHDOG_SECS {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if d2.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+        }
+        // SAFETY: signalling our own child, not yet reaped (`done` is still false).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     let mut status = 0;
     // SAFETY: plain syscall on our own child; rusage is a plain C struct.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+    // Wait for the exit without reaping (the pid cannot be reused while it is a
+    // zombie), stop the watchdog, then reap with wait4 for the rusage.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     assert_eq!(r, child.id() as libc::pid_t, "wait4");
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
