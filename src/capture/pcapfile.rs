@@ -95,7 +95,8 @@ enum Format {
 /// A pcap or pcapng file, read record by record.
 pub struct PcapReader {
     path: PathBuf,
-    file: File,
+    /// A file, or any byte source (`from_bytes`: fuzzing and tests without files).
+    file: Box<dyn Read + Send>,
     buf: Vec<u8>,
     /// Unconsumed bytes are `buf[pos..end]`.
     pos: usize,
@@ -140,6 +141,15 @@ impl PcapReader {
                 io::Error::other("is a directory"),
             ));
         }
+        PcapReader::from_reader(path, Box::new(file))
+    }
+
+    /// Reads a capture held in memory; `label` names it in errors.
+    pub fn from_bytes(label: &Path, bytes: Vec<u8>) -> Result<PcapReader, CaptureError> {
+        PcapReader::from_reader(label, Box::new(io::Cursor::new(bytes)))
+    }
+
+    fn from_reader(path: &Path, file: Box<dyn Read + Send>) -> Result<PcapReader, CaptureError> {
         let mut r = PcapReader {
             path: path.to_owned(),
             file,
