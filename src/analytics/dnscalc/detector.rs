@@ -326,9 +326,8 @@ impl DnsCalc {
                     if let Some(mut a) = check_unusual(&env, st, f, dst) {
                         a.attribution = ctx.attribute(f);
                         // A known browser reaching an odd answer is far less telling.
-                        a.score -= crate::enrichment::context::browser_discount(
-                            a.attribution.as_ref(),
-                        );
+                        a.score -=
+                            crate::enrichment::context::browser_discount(a.attribution.as_ref());
                         if a.score >= cfg.min_score {
                             out.push(a);
                             stats.unusual_alerts += 1;
