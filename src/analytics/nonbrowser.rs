@@ -664,7 +664,12 @@ impl Nonbrowser {
             .count();
         let any_nonstd = evidence.iter().any(|n| n.new_port && n.nonstandard);
         let mut score = if deviation { 0.5 } else { 0.45 };
-        score += 0.06 * (new_things.len().min(6) as f64 - 1.0);
+        let n_new = if deviation {
+            new_things.len()
+        } else {
+            burst_ports.len()
+        };
+        score += 0.06 * (n_new.min(6) as f64 - 1.0);
         if any_nonstd {
             score += 0.1;
         }
