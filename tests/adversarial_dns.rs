@@ -157,7 +157,7 @@ fn hostile_responses_are_answers_with_anomalies_or_counted_malformed() {
         run.stats
     );
 
-    let answers = jsonl(&run.dns, "--dns");
+    let answers = jsonl(&run.dns(), "--dns");
     assert_eq!(answers.len() as u64, good);
     let by_id = |id: u64| {
         answers
@@ -216,7 +216,7 @@ fn dns_over_tcp_with_lying_length_prefixes_is_bounded() {
     assert!(start.elapsed().as_secs() < 60);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(u(&run.stats, &["packets"]), 5002);
-    let answers = jsonl(&run.dns, "--dns");
+    let answers = jsonl(&run.dns(), "--dns");
     assert!(!answers.is_empty(), "{}", run.stats);
     assert!(answers.iter().all(|a| a["query"] == "tcp.example"));
 }

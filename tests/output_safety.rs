@@ -52,7 +52,7 @@ fn hostile_names_come_out_as_valid_escaped_json_in_every_output() {
     let run = replay(std::slice::from_ref(&p), None, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 
-    let dns = jsonl(&run.dns, "--dns");
+    let dns = jsonl(&run.dns(), "--dns");
     assert_eq!(dns.len(), labels.len(), "{}", run.stats);
     for a in &dns {
         let q = a["query"].as_str().unwrap();
@@ -73,9 +73,9 @@ fn hostile_names_come_out_as_valid_escaped_json_in_every_output() {
     qs.dedup();
     assert_eq!(qs.len(), labels.len());
 
-    jsonl(&run.flows, "--flows");
-    let alerts = jsonl(&run.alerts, "--alerts");
+    jsonl(&run.flows(), "--flows");
+    let alerts = jsonl(&run.alerts(), "--alerts");
     assert!(!alerts.is_empty(), "no alert to check: {}", run.stats);
-    let text = String::from_utf8(run.alerts.clone()).unwrap();
+    let text = String::from_utf8(run.alerts()).unwrap();
     assert!(text.contains("example"), "{text}");
 }

@@ -174,11 +174,25 @@ pub struct Run {
     pub code: i32,
     pub stderr: String,
     pub stats: serde_json::Value,
-    pub dns: Vec<u8>,
-    pub alerts: Vec<u8>,
-    pub flows: Vec<u8>,
     pub max_rss_kib: i64,
     pub dir: tempfile::TempDir,
+}
+
+// Outputs are read on demand, never kept: a flood's output held in this process would
+// count in the next child's ru_maxrss (a forked child starts with the parent's pages).
+impl Run {
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(name)).unwrap_or_default()
+    }
+    pub fn dns(&self) -> Vec<u8> {
+        self.read("dns.jsonl")
+    }
+    pub fn alerts(&self) -> Vec<u8> {
+        self.read("alerts.jsonl")
+    }
+    pub fn flows(&self) -> Vec<u8> {
+        self.read("flows.jsonl")
+    }
 }
 
 /// `portent replay FILES --stats --dns --alerts --flows [--config TOML] EXTRA`.
@@ -251,14 +265,10 @@ pub fn replay(files: &[PathBuf], config: Option<&str>, extra: &[&str]) -> Run {
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or(serde_json::Value::Null);
-    let read = |n: &str| std::fs::read(d.join(n)).unwrap_or_default();
     Run {
         code,
         stderr,
         stats,
-        dns: read("dns.jsonl"),
-        alerts: read("alerts.jsonl"),
-        flows: read("flows.jsonl"),
         max_rss_kib: ru.ru_maxrss,
         dir,
     }
