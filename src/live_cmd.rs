@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Args;
@@ -185,42 +184,6 @@ fn plan(a: &LiveArgs, c: LiveConfig) -> Result<Plan, String> {
     })
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-static REOPEN: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-extern "C" fn on_hup(_: libc::c_int) {
-    REOPEN.store(true, Ordering::Relaxed);
-}
-
-/// SIGINT/SIGTERM stop capture and flush everything; SIGHUP reopens output files.
-fn install_signals() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
-    // SAFETY: the handlers only store to atomics, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let reopen = Arc::new(AtomicBool::new(false));
-    let (s, r) = (stop.clone(), reopen.clone());
-    std::thread::Builder::new()
-        .name("portent-signals".into())
-        .spawn(move || loop {
-            if STOP.load(Ordering::Relaxed) {
-                s.store(true, Ordering::Relaxed);
-            }
-            if REOPEN.swap(false, Ordering::Relaxed) {
-                r.store(true, Ordering::Relaxed);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        })
-        .ok();
-    (stop, reopen)
-}
-
 /// setgroups/setgid/setuid to `name`, when running as root.
 fn drop_privileges(name: &str) -> Result<(), String> {
     // SAFETY: getuid has no preconditions.
@@ -371,7 +334,7 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
         None => None,
     };
     let attributor = load_edr(&a.edr, a.quiet)?;
-    let (stop, reopen) = install_signals();
+    let (stop, reopen) = crate::signals::install();
     let opts = RunOptions {
         config,
         outputs: Outputs {

@@ -3,7 +3,6 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
@@ -68,42 +67,6 @@ struct ReplayArgs {
     /// No summary on stderr.
     #[arg(long, short)]
     quiet: bool,
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-static REOPEN: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-extern "C" fn on_hup(_: libc::c_int) {
-    REOPEN.store(true, Ordering::Relaxed);
-}
-
-/// SIGINT/SIGTERM stop reading and flush everything; SIGHUP reopens output files.
-fn install_signals() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
-    // SAFETY: the handlers only store to atomics, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let reopen = Arc::new(AtomicBool::new(false));
-    let (s, r) = (stop.clone(), reopen.clone());
-    std::thread::Builder::new()
-        .name("portent-signals".into())
-        .spawn(move || loop {
-            if STOP.load(Ordering::Relaxed) {
-                s.store(true, Ordering::Relaxed);
-            }
-            if REOPEN.swap(false, Ordering::Relaxed) {
-                r.store(true, Ordering::Relaxed);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        })
-        .ok();
-    (stop, reopen)
 }
 
 fn load_config(path: &Option<PathBuf>) -> Result<Config, String> {
@@ -171,7 +134,7 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
     };
     let attributor = load_edr(&a.edr, a.quiet)?;
     let mut source = FileSource::open(&a.pcaps).map_err(|e| e.to_string())?;
-    let (stop, reopen) = install_signals();
+    let (stop, reopen) = portent::signals::install();
     let opts = RunOptions {
         config,
         outputs: Outputs {
