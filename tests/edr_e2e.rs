@@ -43,7 +43,11 @@ fn run(seed: u64, extra: &[&str]) -> Run {
         .arg("--quiet")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_file(d.join("traffic.pcap"));
     let truth: Truth =
         serde_json::from_str(&std::fs::read_to_string(d.join("truth.json")).unwrap()).unwrap();
@@ -62,7 +66,11 @@ fn covered_hosts(edr: &Path) -> HashSet<String> {
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v.pointer("/event/category").and_then(Value::as_str) == Some("network"))
-        .filter_map(|v| v.pointer("/host/name").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|v| {
+            v.pointer("/host/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .collect()
 }
 
@@ -150,8 +158,10 @@ fn check(r: &Run, t: &mut Tally) {
             if got_an != want_an {
                 ok = false;
                 if platform.is_some() || i.vm.is_some() {
-                    t.wrong
-                        .push(format!("{}: attack.analytics {got_an:?} != {want_an:?}", i.id));
+                    t.wrong.push(format!(
+                        "{}: attack.analytics {got_an:?} != {want_an:?}",
+                        i.id
+                    ));
                 }
             }
             if ok {
@@ -190,8 +200,14 @@ fn alerts_carry_edr_context_and_nonbrowser_is_precise() {
         tally.right,
         tally.alerts
     );
-    assert!(instances >= 3, "too few {NB} instances planted: {instances}");
-    assert!(found as f64 >= 0.95 * instances as f64, "recall {found}/{instances}");
+    assert!(
+        instances >= 3,
+        "too few {NB} instances planted: {instances}"
+    );
+    assert!(
+        found as f64 >= 0.95 * instances as f64,
+        "recall {found}/{instances}"
+    );
     assert!(
         true_groups as f64 >= 0.95 * groups as f64,
         "precision {true_groups}/{groups}"
@@ -200,7 +216,10 @@ fn alerts_carry_edr_context_and_nonbrowser_is_precise() {
 
 #[test]
 fn benign_only_capture_gives_at_most_one_nonbrowser_alert() {
-    let r = run(53, &["--scenario", "none", "--hosts", "60", "--hours", "1.5"]);
+    let r = run(
+        53,
+        &["--scenario", "none", "--hosts", "60", "--hours", "1.5"],
+    );
     let n = r.alerts.iter().filter(|a| a["analytic"] == NB).count();
     assert!(n <= 1, "{n} {NB} alerts on benign traffic");
 }

@@ -195,11 +195,14 @@ impl NonbrowserConfig {
             DEFAULT_BROWSERS.iter().map(|s| s.to_string()).collect(),
             DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect(),
         );
-        let secs = |v: &toml::Value, k: &str| num(v, k, 1.0, 30.0 * 86_400.0).map(Dur::from_secs_f64);
+        let secs =
+            |v: &toml::Value, k: &str| num(v, k, 1.0, 30.0 * 86_400.0).map(Dur::from_secs_f64);
         for (k, v) in t {
             let k = k.as_str();
             match k {
-                "enabled" => c.enabled = v.as_bool().ok_or_else(|| bad(k, "must be true or false"))?,
+                "enabled" => {
+                    c.enabled = v.as_bool().ok_or_else(|| bad(k, "must be true or false"))?
+                }
                 "browsers" => browsers = strs(v, k)?,
                 "extra_browsers" => browsers.extend(strs(v, k)?),
                 "allow" => allow = strs(v, k)?,
@@ -381,7 +384,11 @@ impl Nonbrowser {
             let p = self
                 .store
                 .as_ref()
-                .and_then(|s| s.load_profile::<Profile>(&Self::store_key(key)).ok().flatten())
+                .and_then(|s| {
+                    s.load_profile::<Profile>(&Self::store_key(key))
+                        .ok()
+                        .flatten()
+                })
                 .unwrap_or(Profile {
                     first: now.0,
                     last: now.0,
@@ -410,8 +417,7 @@ impl Nonbrowser {
 
     fn persist<'a>(&mut self, items: impl Iterator<Item = &'a ((String, String), Profile)>) {
         let Some(store) = &self.store else { return };
-        let keyed: Vec<(String, &Profile)> =
-            items.map(|(k, p)| (Self::store_key(k), p)).collect();
+        let keyed: Vec<(String, &Profile)> = items.map(|(k, p)| (Self::store_key(k), p)).collect();
         if keyed.is_empty() {
             return;
         }
@@ -609,7 +615,13 @@ impl Nonbrowser {
         let Some(last) = evidence.last().cloned() else {
             return;
         };
-        let mut a = Alert::new(Analytic::NonbrowserOutboundDeviation, now, f.orig, last.dst, last.port);
+        let mut a = Alert::new(
+            Analytic::NonbrowserOutboundDeviation,
+            now,
+            f.orig,
+            last.dst,
+            last.port,
+        );
         a.src_port = last.sport;
         a.proto = last.proto;
         for n in &evidence {
@@ -630,7 +642,9 @@ impl Nonbrowser {
             a.dest_ports.clear();
         }
         a.dest_name = last.name.clone();
-        let pname = context::process_name(&attr).unwrap_or(base_name(&key.1)).to_owned();
+        let pname = context::process_name(&attr)
+            .unwrap_or(base_name(&key.1))
+            .to_owned();
         let new_dests: Vec<&Novel> = {
             let mut seen: Vec<&str> = Vec::new();
             evidence
@@ -644,10 +658,18 @@ impl Nonbrowser {
                 })
                 .collect()
         };
-        let n_named = new_dests.iter().filter(|n| n.new_dest && n.name.is_some()).count();
+        let n_named = new_dests
+            .iter()
+            .filter(|n| n.new_dest && n.name.is_some())
+            .count();
         let any_nonstd = evidence.iter().any(|n| n.new_port && n.nonstandard);
         let mut score = if deviation { 0.5 } else { 0.45 };
-        score += 0.06 * (new_things.len().min(6) as f64 - 1.0);
+        let n_new = if deviation {
+            new_things.len()
+        } else {
+            burst_ports.len()
+        };
+        score += 0.06 * (n_new.min(6) as f64 - 1.0);
         if any_nonstd {
             score += 0.1;
         }
@@ -679,7 +701,11 @@ impl Nonbrowser {
                 format!(
                     "{what}:{}{}",
                     n.port,
-                    if n.new_port && n.nonstandard { " (new non-standard port)" } else { "" }
+                    if n.new_port && n.nonstandard {
+                        " (new non-standard port)"
+                    } else {
+                        ""
+                    }
                 )
             })
             .collect();
@@ -690,7 +716,7 @@ impl Nonbrowser {
             .iter()
             .filter(|(k, s)| !k.contains('/') && est.is_some_and(|e| s.first <= e))
             .collect();
-        usual.sort_by(|a, b| b.1.n.cmp(&a.1.n));
+        usual.sort_by_key(|u| std::cmp::Reverse(u.1.n));
         let mut ports: Vec<u16> = p
             .ports
             .iter()
@@ -708,7 +734,12 @@ impl Nonbrowser {
                 } else {
                     format!(
                         " to {}",
-                        usual.iter().take(4).map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+                        usual
+                            .iter()
+                            .take(4)
+                            .map(|(k, _)| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 },
                 if ports.is_empty() {
@@ -716,7 +747,12 @@ impl Nonbrowser {
                 } else {
                     format!(
                         " on port(s) {}",
-                        ports.iter().take(6).map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                        ports
+                            .iter()
+                            .take(6)
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 }
             ));
@@ -887,7 +923,11 @@ mod tests {
         // Later: new addresses on new non-standard ports.
         let out = run(
             &mut d,
-            &[(3000, "52.1.2.3", 18239), (3100, "76.5.4.3", 40111), (3200, "52.1.2.3", 18239)],
+            &[
+                (3000, "52.1.2.3", 18239),
+                (3100, "76.5.4.3", 40111),
+                (3200, "52.1.2.3", 18239),
+            ],
         );
         assert_eq!(out.len(), 1, "{out:?}");
         let a = &out[0];
@@ -902,25 +942,42 @@ mod tests {
         let mut d = Nonbrowser::new(NonbrowserConfig::default(), None);
         let out = run(
             &mut d,
-            &[(0, "52.1.2.3", 443), (5, "76.5.4.3", 443), (9, "8.8.4.4", 8443), (20, "1.2.3.4", 5222)],
+            &[
+                (0, "52.1.2.3", 443),
+                (5, "76.5.4.3", 443),
+                (9, "8.8.4.4", 8443),
+                (20, "1.2.3.4", 5222),
+            ],
         );
         assert!(out.is_empty());
         // A burst of new non-standard ports stands on its own.
         let out = run(
             &mut d,
-            &[(30, "52.1.2.3", 18239), (35, "52.1.2.4", 23001), (40, "52.1.2.5", 31337), (45, "52.1.2.6", 40404)],
+            &[
+                (30, "52.1.2.3", 18239),
+                (35, "52.1.2.4", 23001),
+                (40, "52.1.2.5", 31337),
+                (45, "52.1.2.6", 40404),
+            ],
         );
         assert_eq!(out.len(), 1);
     }
 
     #[test]
     fn browsers_and_allowlisted_are_skipped() {
-        let mut cfg = NonbrowserConfig::default();
-        cfg.allow = NameList::new(["Spotify"]);
+        let cfg = NonbrowserConfig {
+            allow: NameList::new(["Spotify"]),
+            ..Default::default()
+        };
         let mut d = Nonbrowser::new(cfg, None);
         let out = run(
             &mut d,
-            &[(30, "52.1.2.3", 18239), (35, "52.1.2.4", 23001), (40, "52.1.2.5", 31337), (45, "52.1.2.6", 40404)],
+            &[
+                (30, "52.1.2.3", 18239),
+                (35, "52.1.2.4", 23001),
+                (40, "52.1.2.5", 31337),
+                (45, "52.1.2.6", 40404),
+            ],
         );
         assert!(out.is_empty());
         assert_eq!(d.stats.allowed, 4);

@@ -332,15 +332,24 @@ mod tests {
             "/Applications/Google Chrome.app/Contents/Frameworks/x/Google Chrome Helper (Renderer)"
         )));
         assert!(is_browser(&proc("firefox", "/usr/lib/firefox/firefox")));
-        assert!(is_browser(&proc("Safari", "/Applications/Safari.app/Contents/MacOS/Safari")));
-        assert!(!is_browser(&proc("Spotify", "/Applications/Spotify.app/Contents/MacOS/Spotify")));
+        assert!(is_browser(&proc(
+            "Safari",
+            "/Applications/Safari.app/Contents/MacOS/Safari"
+        )));
+        assert!(!is_browser(&proc(
+            "Spotify",
+            "/Applications/Spotify.app/Contents/MacOS/Spotify"
+        )));
         assert!(!is_browser(&proc("Notion Helper", "/x/Notion Helper")));
         assert_eq!(browser_discount(None), 0.0);
     }
 
     #[test]
     fn launch_agent_raises_weight() {
-        let mut a = proc("kited", "/Users/eli/Library/Application Support/Helix/kited");
+        let mut a = proc(
+            "kited",
+            "/Users/eli/Library/Application Support/Helix/kited",
+        );
         assert_eq!(origin_weight(&a), 0.0);
         a.launchd = Some(LaunchdInfo {
             label: Some("com.helix.kite".into()),
@@ -348,7 +357,10 @@ mod tests {
             kind: Some("agent".into()),
         });
         assert!(origin_weight(&a) > 0.1);
-        assert_eq!(origin_reasons(&a), vec!["started by LaunchAgent com.helix.kite"]);
+        assert_eq!(
+            origin_reasons(&a),
+            vec!["started by LaunchAgent com.helix.kite"]
+        );
     }
 
     #[test]
@@ -357,18 +369,30 @@ mod tests {
         ex.insert("backupd".to_string(), vec!["root".to_string()]);
         let mut b = UserBaseline::new(ex, 100);
         let t = |s: i64| Ts::from_secs(s);
-        assert!(b.is_unexpected_user("h", "/usr/sbin/backupd", "ann", t(0)).is_some());
-        assert!(b.is_unexpected_user("h", "/usr/sbin/backupd", "root", t(0)).is_none());
-        assert!(b.is_unexpected_user("h", "/usr/bin/curl", "_www", t(0)).is_some());
+        assert!(b
+            .is_unexpected_user("h", "/usr/sbin/backupd", "ann", t(0))
+            .is_some());
+        assert!(b
+            .is_unexpected_user("h", "/usr/sbin/backupd", "root", t(0))
+            .is_none());
+        assert!(b
+            .is_unexpected_user("h", "/usr/bin/curl", "_www", t(0))
+            .is_some());
         // Learned: a new tool with no habit yet is never unexpected.
-        assert!(b.is_unexpected_user("h", "/opt/x/agent", "ann", t(0)).is_none());
+        assert!(b
+            .is_unexpected_user("h", "/opt/x/agent", "ann", t(0))
+            .is_none());
         for s in 0..10 {
             b.observe("h", "/opt/x/agent", "ann", t(s * 120));
         }
-        assert!(b.is_unexpected_user("h", "/opt/x/agent", "ann", t(2000)).is_none());
+        assert!(b
+            .is_unexpected_user("h", "/opt/x/agent", "ann", t(2000))
+            .is_none());
         let why = b.is_unexpected_user("h", "/opt/x/agent", "root", t(2000));
         assert_eq!(why.as_deref(), Some("agent runs as root, normally as ann"));
         // Other hosts have their own habits.
-        assert!(b.is_unexpected_user("h2", "/opt/x/agent", "root", t(2000)).is_none());
+        assert!(b
+            .is_unexpected_user("h2", "/opt/x/agent", "root", t(2000))
+            .is_none());
     }
 }

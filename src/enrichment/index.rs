@@ -309,8 +309,7 @@ impl EdrIndex {
     pub fn publish(&self) {
         let l = self.lookup_stats();
         metrics::counter!("portent_edr_attribution_lookups_total").absolute(l.lookups);
-        metrics::counter!("portent_edr_attribution_hits_total", "level" => "any")
-            .absolute(l.hits);
+        metrics::counter!("portent_edr_attribution_hits_total", "level" => "any").absolute(l.hits);
         metrics::counter!("portent_edr_attribution_hits_total", "level" => "process")
             .absolute(l.process_hits);
         if l.lookups > 0 {

@@ -64,8 +64,13 @@ impl LiveEdrConfig {
             }
         };
         for k in cfg.edr.keys() {
-            if !["attribution_wait_s", "poll_ms", "max_age_s", "expected_users"]
-                .contains(&k.as_str())
+            if ![
+                "attribution_wait_s",
+                "poll_ms",
+                "max_age_s",
+                "expected_users",
+            ]
+            .contains(&k.as_str())
             {
                 return Err(ConfigError(format!("edr: unknown key `{k}`")));
             }
@@ -222,9 +227,9 @@ impl PendingAlerts {
         for (deadline, mut a) in self.held.drain(..) {
             // The alert's time is its (last) flow's first packet for flow-completed
             // detections; the join tolerance absorbs the rest.
-            if let Some(x) = attributor.attribute(
-                a.proto, a.src, a.src_port, a.dst, a.dst_port, a.ts, None,
-            ) {
+            if let Some(x) =
+                attributor.attribute(a.proto, a.src, a.src_port, a.dst, a.dst_port, a.ts, None)
+            {
                 if x.process.is_some() {
                     a.attribution = Some(x);
                     out.push(a);
@@ -313,19 +318,23 @@ mod tests {
             !out.is_empty()
         }));
         let at = out[0].attribution.as_ref().unwrap();
-        assert_eq!(at.process.as_ref().unwrap().name.as_deref(), Some("updater"));
+        assert_eq!(
+            at.process.as_ref().unwrap().name.as_deref(),
+            Some("updater")
+        );
         // Rotation by rename: the new file is read from its start.
         std::fs::rename(&p, dir.path().join("edr.jsonl.1")).unwrap();
         std::fs::write(&p, NET.replace("50123", "50999") + "\n").unwrap();
-        assert!(wait_for(|| index.attribute(
-            6,
-            "10.1.0.17".parse().unwrap(),
-            50999,
-            "71.63.201.9".parse().unwrap(),
-            18239,
-            Ts::parse_rfc3339("2026-11-20T10:00:01Z").unwrap()
-        )
-        .is_some()));
+        assert!(wait_for(|| index
+            .attribute(
+                6,
+                "10.1.0.17".parse().unwrap(),
+                50999,
+                "71.63.201.9".parse().unwrap(),
+                18239,
+                Ts::parse_rfc3339("2026-11-20T10:00:01Z").unwrap()
+            )
+            .is_some()));
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap();
         assert!(index.lookup_stats().lookups >= 2);
