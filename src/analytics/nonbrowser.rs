@@ -521,9 +521,17 @@ impl Nonbrowser {
                 weight -= 0.3;
             }
         }
-        if new_port {
+        // A process that already uses several non-standard ports (passive FTP, P2P,
+        // RTP) picks ephemeral ones: a new port to a known destination says nothing.
+        let ephemeral = !new_dest
+            && p.ports
+                .iter()
+                .filter(|(k, s)| !STANDARD_PORTS.contains(k) && est.is_some_and(|e| s.first <= e))
+                .count()
+                >= 2;
+        if new_port && !ephemeral {
             weight += if nonstandard { 0.6 } else { 0.1 };
-        } else if new_dest && nonstandard {
+        } else if !new_port && new_dest && nonstandard {
             weight += 0.1;
         }
         let first_port_use = !p.ports.contains_key(&port);
