@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Args;
@@ -15,6 +16,8 @@ use serde::Deserialize;
 use crate::capture::live::{LiveOptions, PcapSource};
 use crate::capture::xdp::{XdpMode, XdpOptions, XdpSource};
 use crate::config::Config;
+use crate::enrichment::index::EdrIndex;
+use crate::enrichment::live::LiveEdrConfig;
 use crate::pipeline::{self, Outputs, PacketSource, RunOptions};
 use crate::telemetry;
 
@@ -223,38 +226,20 @@ fn drop_privileges(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Loads EDR feeds (whole files, before capture) and counts the events.
-fn load_edr(
+/// Starts following the EDR feeds (from their first line, then as they grow and
+/// rotate); the index ages events out after `[edr] max_age_s`.
+fn follow_edr(
     paths: &[PathBuf],
-    quiet: bool,
-) -> Result<Option<Arc<dyn crate::enrichment::Attributor>>, String> {
-    use crate::enrichment::index::{EdrIndex, IndexConfig};
-    use crate::enrichment::reader::{load_path, EdrStats};
+    edr: &LiveEdrConfig,
+    stop: Arc<AtomicBool>,
+) -> Option<(Arc<EdrIndex>, std::thread::JoinHandle<()>)> {
     if paths.is_empty() {
-        return Ok(None);
+        return None;
     }
-    let index = EdrIndex::new(IndexConfig::default());
-    let mut total = 0u64;
-    for p in paths {
-        let mut stats = EdrStats::default();
-        load_path(p, &index, &mut stats).map_err(|e| e.to_string())?;
-        let events: u64 = stats.events.values().sum();
-        total += events;
-        for (reason, first) in &stats.first_rejected {
-            eprintln!(
-                "portent: warning: {}: lines skipped ({}), first at line {}: {}",
-                p.display(),
-                reason.label(),
-                first.line,
-                first.detail
-            );
-        }
-        if !quiet {
-            eprintln!("portent: {}: {} EDR events", p.display(), events);
-        }
-    }
-    telemetry::edr_events(total);
-    Ok(Some(Arc::new(index)))
+    let index = Arc::new(EdrIndex::new(edr.index_config()));
+    let h =
+        crate::enrichment::live::spawn_follower_with(paths.to_vec(), index.clone(), stop, edr.poll);
+    Some((index, h))
 }
 
 /// The capture in use.
@@ -300,6 +285,7 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
         config.pipeline.workers = w;
     }
     crate::analytics::validate_config(&config).map_err(|e| e.to_string())?;
+    let edr_cfg = LiveEdrConfig::from_config(&config).map_err(|e| e.to_string())?;
     let p = plan(&a, LiveConfig::from_table(&config.live)?)?;
 
     let mut source = match &p.xdp {
@@ -333,8 +319,19 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
         )),
         None => None,
     };
-    let attributor = load_edr(&a.edr, a.quiet)?;
     let (stop, reopen) = crate::signals::install();
+    let edr_stop = Arc::new(AtomicBool::new(false));
+    let edr = follow_edr(&a.edr, &edr_cfg, edr_stop.clone());
+    if !a.quiet && edr.is_some() {
+        eprintln!(
+            "portent: following {} EDR feed(s); alerts wait up to {:?} for their process",
+            a.edr.len(),
+            edr_cfg.attribution_wait
+        );
+    }
+    let attributor = edr
+        .as_ref()
+        .map(|(i, _)| i.clone() as Arc<dyn crate::enrichment::Attributor>);
     let opts = RunOptions {
         config,
         outputs: Outputs {
@@ -343,12 +340,18 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
             dns: a.dns.clone(),
         },
         attributor,
+        attribution_wait: Some(edr_cfg.attribution_wait),
         detectors: crate::analytics::detectors_with_state(state),
         stop,
         reopen,
         progress: false,
     };
-    let summary = pipeline::run(source.as_dyn(), opts).map_err(|e| e.to_string())?;
+    let summary = pipeline::run(source.as_dyn(), opts);
+    edr_stop.store(true, Ordering::Relaxed);
+    if let Some((_, h)) = edr {
+        let _ = h.join();
+    }
+    let summary = summary.map_err(|e| e.to_string())?;
     let counters = source.counters();
     drop(source);
     if !a.quiet {

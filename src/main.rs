@@ -126,6 +126,9 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
         config.pipeline.workers = w;
     }
     portent::analytics::validate_config(&config).map_err(|e| e.to_string())?;
+    // Replay reads whole feeds and never waits, but a config meant for `live` is checked
+    // here too, so a typo in `[edr]` is found before deployment.
+    portent::enrichment::live::LiveEdrConfig::from_config(&config).map_err(|e| e.to_string())?;
     let state = match &a.state {
         Some(dir) => Some(Arc::new(
             portent::baseline::Store::open(dir).map_err(|e| e.to_string())?,
@@ -143,6 +146,7 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
             dns: a.dns,
         },
         attributor,
+        attribution_wait: None,
         detectors: portent::analytics::detectors_with_state(state),
         stop,
         reopen,

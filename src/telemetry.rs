@@ -145,11 +145,6 @@ pub fn capture_info(source: &'static str, mode: &str, interface: &str) {
     .set(1.0);
 }
 
-/// EDR events loaded at start (a total, not a delta).
-pub fn edr_events(n: u64) {
-    counter!(EDR_EVENTS).absolute(n);
-}
-
 /// A source's own drop counters (cumulative since it opened), by cause.
 pub fn source_drops(drops: &[(&'static str, u64)]) {
     for (cause, n) in drops {

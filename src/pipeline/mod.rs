@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 
@@ -74,6 +74,8 @@ pub struct RunOptions {
     pub config: Config,
     pub outputs: Outputs,
     pub attributor: Option<Arc<dyn Attributor>>,
+    /// Live only: how long an alert may wait for the EDR feed to name its process.
+    pub attribution_wait: Option<Duration>,
     pub detectors: DetectorFactory,
     /// Set by a signal handler: stop reading, flush everything, exit.
     pub stop: Arc<AtomicBool>,
@@ -200,6 +202,7 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
             per_worker_cap,
             opts.attributor.clone(),
             (opts.detectors)(cfg),
+            opts.attribution_wait,
         );
         handles.push(
             std::thread::Builder::new()

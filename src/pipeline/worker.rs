@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::decode::dns::{self, DnsAnswer, DnsEndpoints};
 use crate::decode::dns_tcp::DnsTcpStream;
 use crate::decode::{tcp_flags, Packet, PROTO_TCP, PROTO_UDP};
+use crate::enrichment::live::PendingAlerts;
 use crate::enrichment::Attributor;
 use crate::flow::table::{FlowShard, FlowStats, PacketKey};
 use crate::flow::{FlowEvent, FlowKey};
@@ -29,6 +30,9 @@ const SWEEP_CHUNK: usize = 2048;
 
 /// TCP DNS streams tracked at once per worker (each holds up to one 64 KiB message).
 const MAX_DNS_TCP_STREAMS: usize = 4096;
+/// Alerts a worker holds while they wait for their process; beyond it the oldest goes
+/// out unattributed (alerts are rare: this bounds memory, it is not a rate).
+const MAX_PENDING_ALERTS: usize = 4096;
 
 #[derive(Default, Debug)]
 pub(crate) struct WorkerStats {
@@ -53,6 +57,11 @@ pub(crate) struct Worker {
     stats: WorkerStats,
     has_home_net: bool,
     telemetry: WorkerPublisher,
+    /// Live with an EDR feed: alerts wait briefly for their process (see
+    /// [`PendingAlerts`]); `None` writes them at once.
+    pending: Option<PendingAlerts>,
+    /// Alerts ready to be written (scratch, reused).
+    released: Vec<Alert>,
 }
 
 impl Worker {
@@ -62,7 +71,12 @@ impl Worker {
         cap: usize,
         attributor: Option<Arc<dyn Attributor>>,
         detectors: Vec<Box<dyn Detector>>,
+        attribution_wait: Option<Duration>,
     ) -> Worker {
+        let pending = match (&attributor, attribution_wait) {
+            (Some(_), Some(w)) if !w.is_zero() => Some(PendingAlerts::new(w, MAX_PENDING_ALERTS)),
+            _ => None,
+        };
         let ctx = Context {
             home_net: cfg.home_net.clone(),
             attributor,
@@ -78,6 +92,8 @@ impl Worker {
             stats: WorkerStats::default(),
             has_home_net: !cfg.home_net.is_empty(),
             telemetry: WorkerPublisher::new(id),
+            pending,
+            released: Vec::new(),
         }
     }
 
@@ -140,6 +156,7 @@ impl Worker {
                 }
             }
             self.tick(b.clock, b.seq_end, &mut sub, &mut ob);
+            self.release_pending(b.finish, b.seq_end, &mut sub, &mut ob);
             if b.finish {
                 self.engine.on_finish();
             }
@@ -216,12 +233,11 @@ impl Worker {
             ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
             self.engine.on_dns(&a, &mut self.alerts);
         }
-        for a in self.alerts.drain(..) {
-            self.stats.alerts += 1;
-            *self.stats.alerts_by.entry(a.analytic.name()).or_default() += 1;
-            let k = key(&mut sub);
-            ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
-        }
+        let base = OrderKey {
+            seq,
+            ..OrderKey::default()
+        };
+        self.emit_alerts(base, false, &mut sub, ob);
     }
 
     /// DNS messages carried by this packet (UDP payload, or TCP stream reassembly).
@@ -330,29 +346,76 @@ impl Worker {
                 ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
                 self.engine.on_dns(&a, &mut self.alerts);
             }
-            for a in self.alerts.drain(..) {
-                self.stats.alerts += 1;
-                *self.stats.alerts_by.entry(a.analytic.name()).or_default() += 1;
-                let k = key();
-                ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
-            }
+            let base = OrderKey {
+                seq: seq_end,
+                phase: 1,
+                t,
+                tb,
+                sub: 0,
+            };
+            self.emit_alerts(base, false, sub, ob);
         }
     }
 
     /// Packet time advanced: analytics that work on time (cadence) report here.
     fn tick(&mut self, clock: Ts, seq_end: u64, sub: &mut u32, ob: &mut OutBatch) {
         self.engine.on_tick(clock, &mut self.alerts);
-        for a in self.alerts.drain(..) {
+        let base = OrderKey {
+            seq: seq_end,
+            phase: 2,
+            ..OrderKey::default()
+        };
+        self.emit_alerts(base, true, sub, ob);
+    }
+
+    /// Writes `self.alerts` (or hands them to the attribution wait). `base` orders them
+    /// among the batch's records; tick alerts take their time and hash as tiebreak.
+    fn emit_alerts(&mut self, base: OrderKey, tick: bool, sub: &mut u32, ob: &mut OutBatch) {
+        if self.alerts.is_empty() {
+            return;
+        }
+        match self.pending.as_mut() {
+            Some(p) => {
+                let now = Instant::now();
+                for a in self.alerts.drain(..) {
+                    p.push(a, now, &mut self.released);
+                }
+            }
+            None => self.released.append(&mut self.alerts),
+        }
+        self.write_released(base, tick, sub, ob);
+    }
+
+    /// Alerts whose process has arrived or whose wait is over (all of them at the end).
+    fn release_pending(&mut self, finish: bool, seq_end: u64, sub: &mut u32, ob: &mut OutBatch) {
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        if finish {
+            p.drain(&mut self.released);
+        } else if !p.is_empty() {
+            if let Some(attr) = self.engine.ctx.attributor.as_deref() {
+                p.poll(attr, Instant::now(), &mut self.released);
+            }
+        }
+        let base = OrderKey {
+            seq: seq_end,
+            phase: 2,
+            ..OrderKey::default()
+        };
+        self.write_released(base, true, sub, ob);
+    }
+
+    fn write_released(&mut self, base: OrderKey, tick: bool, sub: &mut u32, ob: &mut OutBatch) {
+        for a in self.released.drain(..) {
             self.stats.alerts += 1;
             *self.stats.alerts_by.entry(a.analytic.name()).or_default() += 1;
             *sub += 1;
-            let k = OrderKey {
-                seq: seq_end,
-                phase: 2,
-                t: a.ts.0,
-                tb: alert_tiebreak(&a),
-                sub: *sub,
-            };
+            let mut k = OrderKey { sub: *sub, ..base };
+            if tick {
+                k.t = a.ts.0;
+                k.tb = alert_tiebreak(&a);
+            }
             ob.push(k, Stream::Alerts, |buf| output::render_alert(buf, &a));
         }
     }
