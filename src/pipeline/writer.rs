@@ -165,6 +165,7 @@ impl Writer {
             })
             .collect();
         let mut result = Ok(());
+        let mut blockers: Vec<usize> = Vec::with_capacity(lanes.len());
         loop {
             if reopen.swap(false, Ordering::Relaxed) {
                 result = result.and(self.for_each_sink(|s| s.reopen()));
@@ -181,14 +182,11 @@ impl Writer {
             // Lanes that might still produce something smaller must be heard first. Wait
             // on all of them at once: waiting on one while another's channel is full can
             // close a cycle (writer -> worker A -> capture -> worker B -> writer).
-            let blockers: Vec<usize> = (0..lanes.len())
-                .filter(|&i| {
-                    let l = &lanes[i];
-                    !l.closed
-                        && l.head().is_none()
-                        && best.is_none_or(|(_, k)| l.done_through < k.seq)
-                })
-                .collect();
+            blockers.clear();
+            blockers.extend((0..lanes.len()).filter(|&i| {
+                let l = &lanes[i];
+                !l.closed && l.head().is_none() && best.is_none_or(|(_, k)| l.done_through < k.seq)
+            }));
             if !blockers.is_empty() {
                 let mut sel = Select::new();
                 for &i in &blockers {

@@ -21,7 +21,7 @@
 //! max_ttl_s = 1
 //! min_evidence = 0.4
 //! internal_domains = ["corp.example.com"]
-//! max_names = 262144
+//! max_names = 65536              # per worker and generation (two kept); raise for big sites
 //! [analytics.dnscalc.baseline]
 //! half_life_h = 72
 //! regular_min_count = 3
@@ -135,7 +135,7 @@ impl Default for DnsCalcConfig {
                 max_ttl: 1,
                 min_evidence: 0.4,
                 internal_domains: PRIVATE_BY_DESIGN.iter().map(|s| s.to_string()).collect(),
-                max_names: 1 << 18,
+                max_names: 1 << 16,
             },
             baseline: BaselineParams::default(),
             save_interval: Dur::from_secs(300),
