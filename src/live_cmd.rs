@@ -187,8 +187,22 @@ fn plan(a: &LiveArgs, c: LiveConfig) -> Result<Plan, String> {
     })
 }
 
-/// setgroups/setgid/setuid to `name`, when running as root.
-fn drop_privileges(name: &str) -> Result<(), String> {
+/// Capabilities (bit numbers, linux/capability.h) an AF_XDP sensor keeps after `--user`:
+/// on shutdown libxdp releases its XDP program, which takes its lock in a root-only
+/// directory (/run/xdp or bpffs), reads the program by id and detaches it over netlink.
+/// Without them the program stays attached to the interface after the sensor exits
+/// (tests/live.rs checks). systemd/portent.service lists the same set for AF_XDP.
+const XDP_KEEP_CAPS: &[u32] = &[
+    2,  // CAP_DAC_READ_SEARCH: open the lock directory
+    12, // CAP_NET_ADMIN: detach the program
+    13, // CAP_NET_RAW
+    21, // CAP_SYS_ADMIN: BPF_PROG_GET_FD_BY_ID (without it the detach silently fails)
+    39, // CAP_BPF
+];
+
+/// setgroups/setgid/setuid to `name`, when running as root. `keep` lists capabilities
+/// to retain (all others are dropped, and root cannot be regained).
+fn drop_privileges(name: &str, keep: &[u32]) -> Result<(), String> {
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
         return Err(format!("--user {name}: only root can switch users"));
@@ -211,19 +225,60 @@ fn drop_privileges(name: &str) -> Result<(), String> {
         }
         (pw.pw_uid, pw.pw_gid)
     };
+    let os_err = || format!("--user {name}: {}", std::io::Error::last_os_error());
     // SAFETY: plain syscalls; order matters (groups and gid while still root).
     unsafe {
-        if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-            return Err(format!(
-                "--user {name}: {}",
-                std::io::Error::last_os_error()
-            ));
+        if !keep.is_empty() && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            return Err(os_err());
         }
-        if uid != 0 && libc::setuid(0) == 0 {
-            return Err(format!("--user {name}: root could be regained"));
+        if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+            return Err(os_err());
         }
     }
+    if !keep.is_empty() {
+        set_capabilities(keep).map_err(|e| format!("--user {name}: keeping capabilities: {e}"))?;
+        // SAFETY: prctl with constant arguments.
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    }
+    // SAFETY: setuid(0) only probes; it must fail now.
+    if uid != 0 && unsafe { libc::setuid(0) } == 0 {
+        return Err(format!("--user {name}: root could be regained"));
+    }
     Ok(())
+}
+
+/// Sets the effective and permitted capability sets to exactly `caps` (no inheritable).
+fn set_capabilities(caps: &[u32]) -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut data = [Data::default(); 2];
+    for &c in caps {
+        let d = &mut data[(c / 32) as usize];
+        d.effective |= 1 << (c % 32);
+        d.permitted |= 1 << (c % 32);
+    }
+    let mut h = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: capset reads one header and two data structs (version 3 layout).
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut h as *mut Header, data.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Starts following the EDR feeds (from their first line, then as they grow and
@@ -300,7 +355,11 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
         Source::Xdp(s) => telemetry::capture_info("xdp", s.mode, &p.live.interface),
     }
     if let Some(u) = &p.user {
-        drop_privileges(u)?;
+        let keep = match &source {
+            Source::Xdp(_) => XDP_KEEP_CAPS,
+            Source::Pcap(_) => &[],
+        };
+        drop_privileges(u, keep)?;
     }
     if !a.quiet {
         let how = match &source {

@@ -259,6 +259,11 @@ struct Live {
 impl Live {
     fn start(v: &Veth, extra: &[&str]) -> Live {
         let dir = tempfile::tempdir().unwrap();
+        if extra.contains(&"--user") {
+            // Outputs are opened after the privilege drop (as with systemd's LogsDirectory).
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
         let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
         let (alerts, stats, err) = (p("alerts.jsonl"), p("stats.json"), p("stderr"));
         let mut args = vec![
@@ -314,6 +319,8 @@ impl Live {
             std::thread::sleep(Duration::from_millis(50));
         };
         assert!(status.success(), "live failed: {}", self.stderr());
+        // Shown when a test fails (libtest captures it otherwise).
+        eprintln!("portent's stderr:\n{}", self.stderr());
         let stats = std::fs::read_to_string(self.dir.path().join("stats.json")).unwrap();
         let alerts = alert_set(&self.dir.path().join("alerts.jsonl"));
         (serde_json::from_str(&stats).unwrap(), alerts)
@@ -507,9 +514,33 @@ fn topspeed(extra: &[&str]) {
     let mut args = vec!["--metrics", "off"];
     args.extend_from_slice(extra);
     let live = Live::start(&v, &args);
+    if let Some(i) = extra.iter().position(|a| *a == "--user") {
+        // Capture is open; from here on the sensor runs as that user.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", live.child.id())).unwrap();
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .unwrap()
+            .split_whitespace()
+            .map(|x| x.parse::<u32>().unwrap())
+            .collect::<Vec<_>>();
+        let want = user_id(extra[i + 1]);
+        assert_eq!(
+            uid,
+            vec![want; 4],
+            "real/effective/saved/fs uid after --user"
+        );
+    }
     let sent = v.tcpreplay(&s.pcap, &["--topspeed", "--loop", "3"]);
     std::thread::sleep(Duration::from_millis(1500));
     let (stats, _) = live.stop();
+    // Whatever the user it ended as, the sensor leaves no XDP program on the interface.
+    let link = v
+        .in_recv("ip", &["link", "show", "dev", &v.recv_if])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(!link.contains("xdp"), "XDP program left attached: {link}");
     let captured = stats["packets"].as_u64().unwrap();
     let dropped = capture_drops(&stats);
     eprintln!(
@@ -519,16 +550,29 @@ fn topspeed(extra: &[&str]) {
     assert_eq!(captured + dropped, sent, "{stats}");
 }
 
+/// The uid of a user from /etc/passwd.
+fn user_id(name: &str) -> u32 {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name)).then(|| f[2].parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no user {name}"))
+}
+
+/// Both run as `nobody` once capture is open, as `--user` does outside systemd.
 #[test]
 fn pcap_topspeed_counts_every_frame() {
     skip_unless_live!("tcpreplay");
-    topspeed(&[]);
+    topspeed(&["--user", "nobody"]);
 }
 
 #[test]
 fn xdp_topspeed_counts_every_frame() {
     skip_unless_live!("tcpreplay");
-    topspeed(&["--xdp", "--xdp-mode", "generic"]);
+    topspeed(&["--xdp", "--xdp-mode", "generic", "--user", "nobody"]);
 }
 
 /// Metric names a PromQL expression uses.

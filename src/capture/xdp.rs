@@ -117,6 +117,10 @@ pub struct XdpSource {
     next_stats: Instant,
     /// The mode the program was attached in ("native" or "generic").
     pub mode: &'static str,
+    /// Sockets and UMEMs of ended queue threads, released by the thread that drops the
+    /// source: after `--user` only that thread kept the capabilities libxdp needs to
+    /// detach its program (capabilities are per thread).
+    leftovers: Receiver<Box<dyn std::any::Any + Send>>,
     _promisc: Option<Promisc>,
 }
 
@@ -144,6 +148,7 @@ impl XdpSource {
             Arc::new((0..queues).map(|_| QueueStats::default()).collect());
         let failure = Arc::new(Mutex::new(None));
         let (ready_tx, ready_rx) = bounded::<Result<&'static str, String>>(queues as usize);
+        let (leftovers_tx, leftovers) = bounded(queues as usize);
         let mut threads = Vec::new();
         for q in 0..queues {
             let ctx = QueueCtx {
@@ -158,6 +163,7 @@ impl XdpSource {
                 stop: stop.clone(),
                 stats: stats.clone(),
                 failure: failure.clone(),
+                leftovers: leftovers_tx.clone(),
             };
             let ready = ready_tx.clone();
             let h = std::thread::Builder::new()
@@ -191,6 +197,7 @@ impl XdpSource {
             last_tick: Ts::ZERO,
             next_stats: Instant::now(),
             mode,
+            leftovers,
             _promisc: promisc,
         };
         match err {
@@ -235,6 +242,10 @@ impl Drop for XdpSource {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let _ = h.join();
+        }
+        // Detaches the XDP program (when the last socket goes) on this thread.
+        while let Ok(x) = self.leftovers.try_recv() {
+            drop(x);
         }
     }
 }
@@ -379,6 +390,7 @@ struct QueueCtx {
     stop: Arc<AtomicBool>,
     stats: Arc<Vec<QueueStats>>,
     failure: Arc<Mutex<Option<String>>>,
+    leftovers: Sender<Box<dyn std::any::Any + Send>>,
 }
 
 fn qsize(n: u32) -> Result<QueueSize, String> {
@@ -536,6 +548,8 @@ impl QueueCtx {
                 .fill_empty
                 .store(s.rx_fill_ring_empty_descs(), Ordering::Relaxed);
         }
+        // The socket goes first, then its UMEM; the owner's thread drops them.
+        let _ = self.leftovers.send(Box::new((rxq, fq, umem)));
     }
 }
 
