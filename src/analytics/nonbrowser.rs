@@ -50,8 +50,8 @@ use crate::config::{Config, ConfigError};
 use crate::decode::dns::DnsAnswer;
 use crate::decode::{PROTO_TCP, PROTO_UDP};
 use crate::enrichment::context::{
-    self, base_name, origin_reasons, origin_weight, NameList, UserBaseline, DEFAULT_BROWSERS,
-    UNEXPECTED_USER_WEIGHT,
+    self, base_name, origin_reasons, origin_weight, LearnedUsers, NameList, UserBaseline,
+    DEFAULT_BROWSERS, UNEXPECTED_USER_WEIGHT,
 };
 use crate::enrichment::Attribution;
 use crate::flow::{FlowEvent, FlowRecord};
@@ -376,6 +376,11 @@ impl Nonbrowser {
         format!("nonbrowser/{}/{}", k.0, k.1)
     }
 
+    /// Where the users an executable runs as on a host are kept (`--state`).
+    fn users_key(host: &str, exe: &str) -> String {
+        format!("nonbrowser-users/{}", UserBaseline::store_key(host, exe))
+    }
+
     fn profile(&mut self, key: &(String, String), now: Ts) -> &mut Profile {
         if !self.profiles.contains_key(key) {
             if self.profiles.len() >= self.cfg.max_profiles {
@@ -431,8 +436,21 @@ impl Nonbrowser {
 
     fn save(&mut self, now: Ts) {
         self.last_save = Some(now);
-        if self.store.is_none() {
+        let Some(store) = self.store.clone() else {
             return;
+        };
+        let users = self.users.take_dirty();
+        if !users.is_empty() {
+            let keyed: Vec<(String, &LearnedUsers)> = users
+                .iter()
+                .map(|(k, m)| (format!("nonbrowser-users/{k}"), m))
+                .collect();
+            if let Err(e) = store.save_profiles(keyed.iter().map(|(k, m)| (k.as_str(), *m))) {
+                self.stats.store_errors += 1;
+                if self.stats.store_errors == 1 {
+                    eprintln!("portent: warning: learned users not saved: {e}");
+                }
+            }
         }
         let dirty: Vec<((String, String), Profile)> = self
             .profiles
@@ -485,6 +503,14 @@ impl Nonbrowser {
             .and_then(|h| h.name.clone())
             .unwrap_or_else(|| f.orig.to_string());
         let user = attr.user.as_ref().and_then(|u| u.name.clone());
+        if user.is_some() && !self.users.knows(&host, &exe) {
+            let stored = self.store.as_ref().and_then(|s| {
+                s.load_profile::<LearnedUsers>(&Self::users_key(&host, &exe))
+                    .ok()
+                    .flatten()
+            });
+            self.users.restore(&host, &exe, stored);
+        }
         let unexpected_user = user
             .as_deref()
             .and_then(|u| self.users.is_unexpected_user(&host, &exe, u, now));
@@ -909,6 +935,74 @@ mod tests {
             d.on_flow(&c, &flow(*t, dst, *port), &mut out);
         }
         out
+    }
+
+    /// Every flow comes from one executable running as `user`.
+    struct AsUser(&'static str);
+    impl Attributor for AsUser {
+        fn attribute(
+            &self,
+            p: u8,
+            s: IpAddr,
+            sp: u16,
+            d: IpAddr,
+            dp: u16,
+            t: Ts,
+            m: Option<[u8; 6]>,
+        ) -> Option<Attribution> {
+            let mut a = Fixed.attribute(p, s, sp, d, dp, t, m)?;
+            a.user = Some(crate::enrichment::UserInfo {
+                name: Some(self.0.into()),
+                ..Default::default()
+            });
+            Some(a)
+        }
+    }
+
+    #[test]
+    fn learned_users_persist_across_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = "/Applications/Spotify.app/Contents/MacOS/Spotify";
+        let run_as = |d: &mut Nonbrowser, user: &'static str, from: i64, n: i64| {
+            let c = Context {
+                attributor: Some(Arc::new(AsUser(user))),
+                ..ctx()
+            };
+            let mut out = Vec::new();
+            for i in 0..n {
+                d.on_flow(&c, &flow(from + i * 200, "35.186.224.1", 443), &mut out);
+            }
+        };
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut first = Nonbrowser::new(NonbrowserConfig::default(), Some(store.clone()));
+        // A habit: ten uses as ann over half an hour.
+        run_as(&mut first, "ann", 0, 10);
+        assert!(first
+            .users
+            .is_unexpected_user("mac-01", exe, "mallory", Ts::from_secs(2000))
+            .is_some());
+        first.on_finish(&ctx());
+        drop(first);
+
+        // A new sensor run: one more use as ann, then mallory is already unusual.
+        let mut second = Nonbrowser::new(NonbrowserConfig::default(), Some(store));
+        run_as(&mut second, "ann", 5000, 1);
+        let why = second
+            .users
+            .is_unexpected_user("mac-01", exe, "mallory", Ts::from_secs(5000));
+        assert!(
+            why.as_deref()
+                .is_some_and(|w| w.contains("normally as ann")),
+            "{why:?}"
+        );
+
+        // Without the store the second run knows nothing yet.
+        let mut fresh = Nonbrowser::new(NonbrowserConfig::default(), None);
+        run_as(&mut fresh, "ann", 5000, 1);
+        assert!(fresh
+            .users
+            .is_unexpected_user("mac-01", exe, "mallory", Ts::from_secs(5000))
+            .is_none());
     }
 
     #[test]

@@ -185,7 +185,14 @@ pub struct UserBaseline {
     expected: HashMap<String, HashSet<String>>,
     #[serde(skip)]
     max_exes: usize,
+    /// Keys learned since the last [`UserBaseline::take_dirty`].
+    #[serde(skip)]
+    dirty: HashSet<String>,
 }
+
+/// The users one executable on one host ran as: user -> (first seen, last seen, count),
+/// times in packet-time nanoseconds. The persisted form of a learned entry.
+pub type LearnedUsers = HashMap<String, (i64, i64, u32)>;
 
 const USERS_PER_EXE: usize = 16;
 /// Uses, spread over this span, before a learned user set counts as the habit.
@@ -201,6 +208,7 @@ impl UserBaseline {
                 .map(|(k, v)| (k, v.into_iter().collect()))
                 .collect(),
             max_exes,
+            dirty: HashSet::new(),
         }
     }
 
@@ -208,11 +216,49 @@ impl UserBaseline {
         format!("{host}\u{1f}{exe}")
     }
 
-    /// Learns that `exe` on `host` ran as `user` at `now`.
-    pub fn observe(&mut self, host: &str, exe: &str, user: &str, now: Ts) {
-        let k = Self::key(host, exe);
-        if !self.learned.contains_key(&k) && self.learned.len() >= self.max_exes.max(1) {
-            // Forget the executable seen longest ago.
+    /// The persisted key of (host, executable): `host/executable`.
+    pub fn store_key(host: &str, exe: &str) -> String {
+        format!("{host}/{exe}")
+    }
+
+    /// Whether (host, exe) is in memory (learned, or looked up in the store already).
+    pub fn knows(&self, host: &str, exe: &str) -> bool {
+        self.learned.contains_key(&Self::key(host, exe))
+    }
+
+    /// Puts what the store remembered of (host, exe) in memory (an empty set when it had
+    /// nothing, so the store is asked once per run).
+    pub fn restore(&mut self, host: &str, exe: &str, users: Option<LearnedUsers>) {
+        let mut users = users.unwrap_or_default();
+        users.retain(|u, _| !u.is_empty());
+        if users.len() > USERS_PER_EXE {
+            let mut v: Vec<(String, (i64, i64, u32))> = users.into_iter().collect();
+            v.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then_with(|| a.0.cmp(&b.0)));
+            v.truncate(USERS_PER_EXE);
+            users = v.into_iter().collect();
+        }
+        self.make_room(&Self::key(host, exe));
+        self.learned.insert(Self::key(host, exe), users);
+    }
+
+    /// Entries learned since the last call, as (store key, users), for persisting.
+    pub fn take_dirty(&mut self) -> Vec<(String, LearnedUsers)> {
+        let mut out: Vec<(String, LearnedUsers)> = self
+            .dirty
+            .drain()
+            .filter_map(|k| {
+                let m = self.learned.get(&k)?;
+                let (host, exe) = k.split_once('\u{1f}')?;
+                Some((Self::store_key(host, exe), m.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Forgets the executable seen longest ago when `k` would exceed the bound.
+    fn make_room(&mut self, k: &str) {
+        if !self.learned.contains_key(k) && self.learned.len() >= self.max_exes.max(1) {
             if let Some(old) = self
                 .learned
                 .iter()
@@ -220,8 +266,16 @@ impl UserBaseline {
                 .map(|(k, _)| k.clone())
             {
                 self.learned.remove(&old);
+                self.dirty.remove(&old);
             }
         }
+    }
+
+    /// Learns that `exe` on `host` ran as `user` at `now`.
+    pub fn observe(&mut self, host: &str, exe: &str, user: &str, now: Ts) {
+        let k = Self::key(host, exe);
+        self.make_room(&k);
+        self.dirty.insert(k.clone());
         let m = self.learned.entry(k).or_default();
         if let Some(e) = m.get_mut(user) {
             e.1 = now.0;
