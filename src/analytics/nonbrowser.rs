@@ -953,7 +953,6 @@ mod tests {
             let mut a = Fixed.attribute(p, s, sp, d, dp, t, m)?;
             a.user = Some(crate::enrichment::UserInfo {
                 name: Some(self.0.into()),
-                ..Default::default()
             });
             Some(a)
         }
