@@ -167,7 +167,11 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
             .map(|(p, s)| {
                 serde_json::json!({"path": p.display().to_string(), "records": s.records,
                     "resyncs": s.resyncs, "skipped_bytes": s.skipped_bytes,
-                    "truncated_tail": s.truncated_tail, "unknown_blocks": s.unknown_blocks})
+                    "truncated_tail": s.truncated_tail, "unknown_blocks": s.unknown_blocks,
+                    "first_unknown_block": s.first_unknown_block
+                        .map(|(t, off)| serde_json::json!({"type": t, "offset": off})),
+                    "caplen_over_snaplen": s.caplen_over_snaplen,
+                    "bad_interface": s.bad_interface})
             })
             .collect();
         v["files"] = serde_json::Value::Array(files);

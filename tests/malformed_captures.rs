@@ -129,7 +129,15 @@ fn caplen_larger_than_snaplen_is_kept_and_impossible_lengths_resync() {
     let files = &run.stats["files"][0];
     assert_eq!(files["resyncs"], 1, "{}", run.stats);
     assert_eq!(files["skipped_bytes"], 48, "{}", run.stats);
+    // Every kept DNS frame is longer than the 64-byte snaplen.
+    assert_eq!(files["caplen_over_snaplen"], 3, "{}", run.stats);
     assert!(run.stderr.contains("corrupt region"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("3 record(s) longer than the file's snap length"),
+        "{}",
+        run.stderr
+    );
 }
 
 fn ng_block(btype: u32, body: &[u8]) -> Vec<u8> {
@@ -196,6 +204,26 @@ fn pcapng_unknown_and_corrupt_blocks_are_counted_and_skipped() {
     assert_eq!(u(&run.stats, &["dns_answers"]), 3, "{}", run.stats);
     let files = &run.stats["files"][0];
     assert_eq!(files["unknown_blocks"], 2, "{}", run.stats);
+    // SHB (28 bytes) + IDB (20) + EPB with the first frame: then the vendor block.
+    let first_at = (shb().len() + idb(1).len() + epb(0, T0_US, &f[0]).len()) as u64;
+    assert_eq!(
+        files["first_unknown_block"]["type"], 0x0bad,
+        "{}",
+        run.stats
+    );
+    assert_eq!(
+        files["first_unknown_block"]["offset"], first_at,
+        "{}",
+        run.stats
+    );
+    assert_eq!(files["bad_interface"], 1, "{}", run.stats);
+    assert!(
+        run.stderr.contains(&format!(
+            "2 pcapng block(s) of a type portent does not read skipped (first: type 0x00000bad at byte {first_at})"
+        )),
+        "{}",
+        run.stderr
+    );
     assert!(files["resyncs"].as_u64().unwrap() >= 1, "{}", run.stats);
     assert!(
         run.stderr.contains("undeclared pcapng interface"),

@@ -73,6 +73,8 @@ pub struct ReaderStats {
     pub truncated_tail: bool,
     /// pcapng blocks of types portent does not read (skipped).
     pub unknown_blocks: u64,
+    /// The first of them: (block type, file offset).
+    pub first_unknown_block: Option<(u32, u64)>,
     /// pcapng packets naming an interface that was never described.
     pub bad_interface: u64,
 }
@@ -100,6 +102,8 @@ pub struct PcapReader {
     buf: Vec<u8>,
     /// Unconsumed bytes are `buf[pos..end]`.
     pos: usize,
+    /// File offset of `buf[0]` (for messages that name a place in the file).
+    base: u64,
     end: usize,
     eof: bool,
     format: Format,
@@ -129,6 +133,10 @@ const NG_IDB: u32 = 1;
 const NG_OPB: u32 = 2;
 const NG_SPB: u32 = 3;
 const NG_EPB: u32 = 6;
+/// Standard pcapng blocks without packets (name resolution, interface statistics,
+/// systemd journal, decryption secrets): skipped without a warning. Anything else is
+/// counted as unknown (custom and vendor blocks included).
+const NG_NO_PACKETS: [u32; 4] = [4, 5, 9, 0x0a];
 /// Maximum interfaces per pcapng section (a broken file could declare millions).
 const MAX_IFACES: usize = 4096;
 
@@ -155,6 +163,7 @@ impl PcapReader {
             file,
             buf: vec![0; BUF_SIZE],
             pos: 0,
+            base: 0,
             end: 0,
             eof: false,
             format: Format::Classic,
@@ -188,6 +197,7 @@ impl PcapReader {
         if self.pos > 0 {
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;
+            self.base += self.pos as u64;
             self.pos = 0;
         }
         if n > self.buf.len() {
@@ -531,7 +541,13 @@ impl PcapReader {
                     self.cur_link = ifc.link;
                     return Ok(true);
                 }
-                _ => self.stats.unknown_blocks += 1,
+                t if NG_NO_PACKETS.contains(&t) => {}
+                _ => {
+                    self.stats.unknown_blocks += 1;
+                    if self.stats.first_unknown_block.is_none() {
+                        self.stats.first_unknown_block = Some((btype, self.base + off as u64));
+                    }
+                }
             }
         }
     }

@@ -633,6 +633,40 @@ fn udp_4789_without_the_i_flag_stays_plain_udp() {
 }
 
 #[test]
+fn dns_reply_to_client_port_4789_is_not_a_tunnel() {
+    // A reply whose ID starts 0x08 (the VXLAN I flag) with one answer: QR/RD/RA flags
+    // and ANCOUNT fill VXLAN's reserved bytes, so it stays the UDP it is.
+    let mut msg = vec![0x08, 0x12, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+    msg.extend_from_slice(&[3, b'c', b'2', b'x', 0, 0, 1, 0, 1]);
+    msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 51, 100, 7]);
+    let frame = ethernet(0x0800, &ipv4(PROTO_UDP, &udp(53, 4789, &msg)));
+    let (p, payload) = decode(LinkType::Ethernet, &frame).unwrap();
+    assert_eq!((p.sport, p.dport, p.tunneled), (53, 4789, false));
+    assert_eq!(payload, msg);
+    // From port 4789 nothing is ever a tunnel.
+    let frame = ethernet(0x0800, &ipv4(PROTO_UDP, &udp(4789, 53000, &vxlan(&frame))));
+    let (p, _) = decode(LinkType::Ethernet, &frame).unwrap();
+    assert_eq!((p.sport, p.dport, p.tunneled), (4789, 53000, false));
+}
+
+#[test]
+fn vxlan_reserved_bits_set_is_plain_udp_unless_group_policy() {
+    let inner = ethernet(0x0800, &v4_udp_dns());
+    let mut body = vxlan(&inner);
+    body[7] = 1; // reserved after the VNI
+    let frame = ethernet(0x0800, &ipv4(PROTO_UDP, &udp(51000, 4789, &body)));
+    assert!(!decode(LinkType::Ethernet, &frame).unwrap().0.tunneled);
+    let mut body = vxlan(&inner);
+    body[0] = 0x88; // VXLAN-GBP: G bit, policy id in bytes 2..4
+    body[2] = 0x12;
+    body[3] = 0x34;
+    let frame = ethernet(0x0800, &ipv4(PROTO_UDP, &udp(51000, 4789, &body)));
+    let (p, payload) = decode(LinkType::Ethernet, &frame).unwrap();
+    assert!(p.tunneled);
+    assert_v4_dns(&p, &payload);
+}
+
+#[test]
 fn vxlan_header_cut_short_is_truncated_tunnel() {
     let frame = ethernet(0x0800, &ipv4(PROTO_UDP, &udp(51000, 4789, &[0x08, 0, 0])));
     assert_eq!(

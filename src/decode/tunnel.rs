@@ -106,11 +106,24 @@ fn skip_then_ethernet<'a>(
     link::ethernet(outer, frame, wire.max(data.len()) - skip, frags, anomalies)
 }
 
-/// Whether a UDP payload to port 4789 claims to be VXLAN (the I flag is set).
+/// Whether a UDP payload to port 4789 is a VXLAN header (RFC 7348): the I flag set, the
+/// other flag bits and reserved fields zero (the Group Policy extension's G bit allows
+/// its policy fields). A port alone is not enough: a DNS reply to a client that chose
+/// source port 4789 would otherwise vanish into a tunnel about half the time.
 pub(crate) fn is_vxlan(udp_payload: &[u8]) -> bool {
-    udp_payload
-        .first()
-        .is_some_and(|flags| flags & VXLAN_FLAG_VNI != 0)
+    let Some(&flags) = udp_payload.first() else {
+        return false;
+    };
+    if flags & 0x7f != VXLAN_FLAG_VNI {
+        return false;
+    }
+    let gbp = flags & 0x80 != 0;
+    let reserved_clear = |r: std::ops::Range<usize>| {
+        udp_payload
+            .get(r.start..r.end.min(udp_payload.len()))
+            .is_none_or(|b| b.iter().all(|&x| x == 0))
+    };
+    (gbp || reserved_clear(1..4)) && reserved_clear(7..8)
 }
 
 /// A VXLAN header and inner Ethernet frame at the start of `data` (the UDP payload).

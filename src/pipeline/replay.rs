@@ -75,6 +75,24 @@ pub fn file_warnings(stats: &[(PathBuf, ReaderStats)]) -> Vec<String> {
                 s.skipped_bytes
             ));
         }
+        if s.unknown_blocks > 0 {
+            let first = s
+                .first_unknown_block
+                .map(|(t, off)| format!(" (first: type 0x{t:08x} at byte {off})"))
+                .unwrap_or_default();
+            w.push(format!(
+                "{}: {} pcapng block(s) of a type portent does not read skipped{first}",
+                p.display(),
+                s.unknown_blocks
+            ));
+        }
+        if s.caplen_over_snaplen > 0 {
+            w.push(format!(
+                "{}: {} record(s) longer than the file's snap length (kept)",
+                p.display(),
+                s.caplen_over_snaplen
+            ));
+        }
         if s.bad_interface > 0 {
             w.push(format!(
                 "{}: {} packet(s) named an undeclared pcapng interface (skipped)",
