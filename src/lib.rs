@@ -35,6 +35,7 @@ pub mod flow;
 pub mod live_cmd;
 pub mod output;
 pub mod pipeline;
+pub mod report;
 pub mod signals;
 pub mod simulate;
 pub mod telemetry;

@@ -33,6 +33,8 @@ enum Command {
     Baseline(portent::baseline::cli::BaselineArgs),
     /// Capture from an interface (libpcap or AF_XDP) until SIGINT/SIGTERM.
     Live(portent::live_cmd::LiveArgs),
+    /// One offline HTML file with the evidence behind each alert.
+    Report(portent::report::ReportArgs),
 }
 
 #[derive(Args)]
@@ -64,6 +66,9 @@ struct ReplayArgs {
     /// Worker threads (overrides the config).
     #[arg(long)]
     workers: Option<usize>,
+    /// Also write the HTML report of this run (as `portent report` would).
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// No summary on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -137,14 +142,35 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
     };
     let attributor = load_edr(&a.edr, a.quiet)?;
     let mut source = FileSource::open(&a.pcaps).map_err(|e| e.to_string())?;
+    // The report reads the run's records back: files the user did not ask for go to a
+    // scratch directory beside the report, removed afterwards.
+    let scratch = a.report.as_ref().map(|r| r.with_extension("records.tmp"));
+    let mut outputs = Outputs {
+        alerts: a.alerts.clone(),
+        flows: a.flows.clone(),
+        dns: a.dns.clone(),
+    };
+    if let Some(dir) = &scratch {
+        let stdout = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+        if [&outputs.alerts, &outputs.flows, &outputs.dns]
+            .iter()
+            .any(|p| stdout(p))
+        {
+            return Err("--report cannot read records written to stdout (`-`)".into());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for (slot, name) in [
+            (&mut outputs.alerts, "alerts.jsonl"),
+            (&mut outputs.flows, "flows.jsonl"),
+            (&mut outputs.dns, "dns.jsonl"),
+        ] {
+            slot.get_or_insert_with(|| dir.join(name));
+        }
+    }
     let (stop, reopen) = portent::signals::install();
     let opts = RunOptions {
         config,
-        outputs: Outputs {
-            alerts: a.alerts,
-            flows: a.flows,
-            dns: a.dns,
-        },
+        outputs: outputs.clone(),
         attributor,
         attribution_wait: None,
         detectors: portent::analytics::detectors_with_state(state),
@@ -177,6 +203,29 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
         v["files"] = serde_json::Value::Array(files);
         std::fs::write(p, format!("{v}\n")).map_err(|e| format!("{}: {e}", p.display()))?;
     }
+    if let (Some(report), Some(alerts)) = (&a.report, &outputs.alerts) {
+        let r = portent::report::write_report(
+            alerts,
+            outputs.flows.as_deref(),
+            outputs.dns.as_deref(),
+            report,
+            Some(&format!(
+                "replay of {}",
+                a.pcaps
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        );
+        if let Some(dir) = &scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let n = r?;
+        if !a.quiet {
+            eprintln!("portent: report of {n} alerts -> {}", report.display());
+        }
+    }
     Ok(())
 }
 
@@ -201,6 +250,13 @@ fn main() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("portent baseline: {e}");
+                2
+            }
+        },
+        Command::Report(a) => match portent::report::run_report(&a) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("portent report: {e}");
                 2
             }
         },
