@@ -514,3 +514,66 @@ mod tests {
         assert!(e.0.contains("flow.udp_timeout_s"), "{e}");
     }
 }
+
+/// Typed reads of one section's values for the analytics' own parsers. Every error
+/// names the full key (`analytics.dnscalc.window_s`) and what was expected.
+#[derive(Clone, Copy, Debug)]
+pub struct Section(pub &'static str);
+
+impl Section {
+    pub fn bad(self, key: &str, why: impl std::fmt::Display) -> ConfigError {
+        if key.is_empty() {
+            ConfigError(format!("config: `{}`: {why}", self.0))
+        } else {
+            ConfigError(format!("config: `{}.{key}`: {why}", self.0))
+        }
+    }
+
+    pub fn bool(self, v: &toml::Value, key: &str) -> Result<bool, ConfigError> {
+        v.as_bool()
+            .ok_or_else(|| self.bad(key, "must be true or false"))
+    }
+
+    /// A number (integer or float) within `lo..=hi`.
+    pub fn num(self, v: &toml::Value, key: &str, lo: f64, hi: f64) -> Result<f64, ConfigError> {
+        let n = match v {
+            toml::Value::Integer(i) => *i as f64,
+            toml::Value::Float(f) => *f,
+            _ => return Err(self.bad(key, "must be a number")),
+        };
+        if n.is_finite() && (lo..=hi).contains(&n) {
+            Ok(n)
+        } else {
+            Err(self.bad(key, format!("{n} is out of range ({lo}..={hi})")))
+        }
+    }
+
+    pub fn int(self, v: &toml::Value, key: &str, lo: i64, hi: i64) -> Result<i64, ConfigError> {
+        match v.as_integer() {
+            Some(i) if (lo..=hi).contains(&i) => Ok(i),
+            Some(i) => Err(self.bad(key, format!("{i} is out of range ({lo}..={hi})"))),
+            None => Err(self.bad(key, "must be an integer")),
+        }
+    }
+
+    pub fn strs(self, v: &toml::Value, key: &str) -> Result<Vec<String>, ConfigError> {
+        let not = || self.bad(key, "must be an array of strings");
+        v.as_array()
+            .ok_or_else(not)?
+            .iter()
+            .map(|x| x.as_str().map(str::to_owned).ok_or_else(not))
+            .collect()
+    }
+
+    pub fn ports(self, v: &toml::Value, key: &str) -> Result<Vec<u16>, ConfigError> {
+        v.as_array()
+            .ok_or_else(|| self.bad(key, "must be an array of ports"))?
+            .iter()
+            .map(|x| self.int(x, key, 1, 65_535).map(|p| p as u16))
+            .collect()
+    }
+
+    pub fn table<'a>(self, v: &'a toml::Value, key: &str) -> Result<&'a toml::Table, ConfigError> {
+        v.as_table().ok_or_else(|| self.bad(key, "must be a table"))
+    }
+}

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use crate::analytics::dnscalc::config::STANDARD_PORTS;
 use crate::analytics::{Alert, Analytic, Context, Detector};
 use crate::baseline::Store;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Section};
 use crate::decode::dns::DnsAnswer;
 use crate::decode::{PROTO_TCP, PROTO_UDP};
 use crate::enrichment::context::{
@@ -157,28 +157,7 @@ impl Default for NonbrowserConfig {
     }
 }
 
-fn bad(k: &str, m: &str) -> ConfigError {
-    ConfigError(format!("analytics.nonbrowser.{k}: {m}"))
-}
-
-fn num(v: &toml::Value, k: &str, lo: f64, hi: f64) -> Result<f64, ConfigError> {
-    v.as_float()
-        .or_else(|| v.as_integer().map(|i| i as f64))
-        .filter(|x| (lo..=hi).contains(x))
-        .ok_or_else(|| bad(k, &format!("expected a number in {lo}..={hi}")))
-}
-
-fn strs(v: &toml::Value, k: &str) -> Result<Vec<String>, ConfigError> {
-    v.as_array()
-        .ok_or_else(|| bad(k, "must be an array of strings"))?
-        .iter()
-        .map(|x| {
-            x.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| bad(k, "must be an array of strings"))
-        })
-        .collect()
-}
+const S: Section = Section("analytics.nonbrowser");
 
 impl NonbrowserConfig {
     /// Reads `[analytics.nonbrowser]` (and `[edr.expected_users]`); defaults when absent.
@@ -190,37 +169,39 @@ impl NonbrowserConfig {
         let Some(v) = cfg.analytics.get("nonbrowser") else {
             return Ok(c);
         };
-        let t = v.as_table().ok_or_else(|| bad("", "must be a table"))?;
+        let t = v.as_table().ok_or_else(|| S.bad("", "must be a table"))?;
         let (mut browsers, mut allow): (Vec<String>, Vec<String>) = (
             DEFAULT_BROWSERS.iter().map(|s| s.to_string()).collect(),
             DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect(),
         );
         let secs =
-            |v: &toml::Value, k: &str| num(v, k, 1.0, 30.0 * 86_400.0).map(Dur::from_secs_f64);
+            |v: &toml::Value, k: &str| S.num(v, k, 1.0, 30.0 * 86_400.0).map(Dur::from_secs_f64);
         for (k, v) in t {
             let k = k.as_str();
             match k {
-                "enabled" => {
-                    c.enabled = v.as_bool().ok_or_else(|| bad(k, "must be true or false"))?
-                }
-                "browsers" => browsers = strs(v, k)?,
-                "extra_browsers" => browsers.extend(strs(v, k)?),
-                "allow" => allow = strs(v, k)?,
-                "extra_allow" => allow.extend(strs(v, k)?),
+                "enabled" => c.enabled = S.bool(v, k)?,
+                "browsers" => browsers = S.strs(v, k)?,
+                "extra_browsers" => browsers.extend(S.strs(v, k)?),
+                "allow" => allow = S.strs(v, k)?,
+                "extra_allow" => allow.extend(S.strs(v, k)?),
                 "window_s" => c.window = secs(v, k)?,
-                "min_conns" => c.min_conns = num(v, k, 1.0, 1000.0)? as usize,
-                "min_new" => c.min_new = num(v, k, 1.0, 1000.0)? as usize,
-                "min_weight" => c.min_weight = num(v, k, 0.0, 1000.0)?,
-                "establish_conns" => c.establish_conns = num(v, k, 0.0, 1e6)? as u64,
-                "establish_s" => c.establish = Dur::from_secs_f64(num(v, k, 0.0, 30.0 * 86_400.0)?),
+                "min_conns" => c.min_conns = S.num(v, k, 1.0, 1000.0)? as usize,
+                "min_new" => c.min_new = S.num(v, k, 1.0, 1000.0)? as usize,
+                "min_weight" => c.min_weight = S.num(v, k, 0.0, 1000.0)?,
+                "establish_conns" => c.establish_conns = S.num(v, k, 0.0, 1e6)? as u64,
+                "establish_s" => {
+                    c.establish = Dur::from_secs_f64(S.num(v, k, 0.0, 30.0 * 86_400.0)?)
+                }
                 "novelty_s" => c.novelty = secs(v, k)?,
-                "burst_ports" => c.burst_ports = num(v, k, 2.0, 1000.0)? as usize,
+                "burst_ports" => c.burst_ports = S.num(v, k, 2.0, 1000.0)? as usize,
                 "burst_window_s" => c.burst_window = secs(v, k)?,
-                "cooldown_s" => c.cooldown = Dur::from_secs_f64(num(v, k, 0.0, 30.0 * 86_400.0)?),
-                "min_score" => c.min_score = num(v, k, 0.0, 1.0)?,
-                "max_profiles" => c.max_profiles = num(v, k, 16.0, 1e7)? as usize,
+                "cooldown_s" => {
+                    c.cooldown = Dur::from_secs_f64(S.num(v, k, 0.0, 30.0 * 86_400.0)?)
+                }
+                "min_score" => c.min_score = S.num(v, k, 0.0, 1.0)?,
+                "max_profiles" => c.max_profiles = S.num(v, k, 16.0, 1e7)? as usize,
                 "save_interval_s" => c.save_interval = secs(v, k)?,
-                _ => return Err(bad(k, "unknown key")),
+                _ => return Err(S.bad(k, "unknown key")),
             }
         }
         c.browsers = NameList::new(browsers);

@@ -24,7 +24,7 @@ use super::index::EdrIndex;
 use super::reader::{follow, ingest_followed, Adapter, EdrStats};
 use super::Attributor;
 use crate::analytics::Alert;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Section};
 use crate::time::Dur;
 
 /// The `[edr]` settings of the live command.
@@ -48,20 +48,9 @@ impl Default for LiveEdrConfig {
 impl LiveEdrConfig {
     pub fn from_config(cfg: &Config) -> Result<LiveEdrConfig, ConfigError> {
         let mut c = LiveEdrConfig::default();
+        const S: Section = Section("edr");
         let num = |k: &str, lo: f64, hi: f64| -> Result<Option<f64>, ConfigError> {
-            match cfg.edr.get(k) {
-                None => Ok(None),
-                Some(v) => {
-                    let x = v
-                        .as_float()
-                        .or_else(|| v.as_integer().map(|i| i as f64))
-                        .filter(|x| (lo..=hi).contains(x))
-                        .ok_or_else(|| {
-                            ConfigError(format!("edr.{k}: expected a number in {lo}..={hi}"))
-                        })?;
-                    Ok(Some(x))
-                }
-            }
+            cfg.edr.get(k).map(|v| S.num(v, k, lo, hi)).transpose()
         };
         for k in cfg.edr.keys() {
             if ![
@@ -72,7 +61,7 @@ impl LiveEdrConfig {
             ]
             .contains(&k.as_str())
             {
-                return Err(ConfigError(format!("edr: unknown key `{k}`")));
+                return Err(S.bad(k, "unknown key"));
             }
         }
         if let Some(x) = num("attribution_wait_s", 0.0, 60.0)? {

@@ -33,7 +33,7 @@
 //! ```
 
 use crate::baseline::allow::{name_under, normalize_domain};
-use crate::config::{Config, ConfigError, NetSet};
+use crate::config::{Config, ConfigError, NetSet, Section};
 use crate::time::Dur;
 
 use super::{PeriodicParams, SizeConfig, SizeParams};
@@ -224,49 +224,7 @@ impl Default for CadenceConfig {
     }
 }
 
-const SECTION: &str = "analytics.cadence";
-
-fn bad(key: &str, why: impl std::fmt::Display) -> ConfigError {
-    ConfigError(format!("config: `{SECTION}.{key}`: {why}"))
-}
-
-fn num(v: &toml::Value, key: &str, lo: f64, hi: f64) -> Result<f64, ConfigError> {
-    let n = match v {
-        toml::Value::Integer(i) => *i as f64,
-        toml::Value::Float(f) => *f,
-        _ => return Err(bad(key, "must be a number")),
-    };
-    if n.is_finite() && (lo..=hi).contains(&n) {
-        Ok(n)
-    } else {
-        Err(bad(key, format!("{n} is out of range ({lo}..={hi})")))
-    }
-}
-
-fn int(v: &toml::Value, key: &str, lo: i64, hi: i64) -> Result<i64, ConfigError> {
-    match v.as_integer() {
-        Some(i) if (lo..=hi).contains(&i) => Ok(i),
-        Some(i) => Err(bad(key, format!("{i} is out of range ({lo}..={hi})"))),
-        None => Err(bad(key, "must be an integer")),
-    }
-}
-
-fn boolean(v: &toml::Value, key: &str) -> Result<bool, ConfigError> {
-    v.as_bool().ok_or_else(|| bad(key, "must be true or false"))
-}
-
-fn strs(v: &toml::Value, key: &str) -> Result<Vec<String>, ConfigError> {
-    let arr = v
-        .as_array()
-        .ok_or_else(|| bad(key, "must be an array of strings"))?;
-    arr.iter()
-        .map(|x| {
-            x.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| bad(key, "must be an array of strings"))
-        })
-        .collect()
-}
+const S: Section = Section("analytics.cadence");
 
 impl CadenceConfig {
     /// Reads `[analytics.cadence]` (defaults when absent).
@@ -274,7 +232,7 @@ impl CadenceConfig {
         match cfg.analytics.get("cadence") {
             None => Ok(CadenceConfig::default()),
             Some(v) => {
-                CadenceConfig::from_table(v.as_table().ok_or_else(|| bad("", "must be a table"))?)
+                CadenceConfig::from_table(v.as_table().ok_or_else(|| S.bad("", "must be a table"))?)
             }
         }
     }
@@ -287,39 +245,39 @@ impl CadenceConfig {
             let k = k.as_str();
             let pp = &mut c.periodic_params;
             match k {
-                "periodic" => c.periodic = boolean(v, k)?,
-                "fixed_size" => c.fixed_size = boolean(v, k)?,
-                "by_name" => c.by_name = boolean(v, k)?,
-                "by_process" => c.by_process = boolean(v, k)?,
-                "min_period_s" => pp.min_period_s = num(v, k, 1.0, 86_400.0)?,
-                "max_period_s" => pp.max_period_s = num(v, k, 1.0, 7.0 * 86_400.0)?,
-                "min_beats" => pp.min_beats = int(v, k, 4, 64)? as u32,
-                "max_jitter" => pp.max_jitter = num(v, k, 0.0, 1.0)?,
-                "min_significance" => pp.min_significance = num(v, k, 0.0, 30.0)?,
-                "burst_s" => c.burst = Dur::from_secs_f64(num(v, k, 0.0, 600.0)?),
-                "size_floor" => c.size.floor = int(v, k, 0, 1 << 20)? as u32,
-                "size_abs_tol" => c.size.abs_tol = int(v, k, 0, 1 << 16)? as u32,
+                "periodic" => c.periodic = S.bool(v, k)?,
+                "fixed_size" => c.fixed_size = S.bool(v, k)?,
+                "by_name" => c.by_name = S.bool(v, k)?,
+                "by_process" => c.by_process = S.bool(v, k)?,
+                "min_period_s" => pp.min_period_s = S.num(v, k, 1.0, 86_400.0)?,
+                "max_period_s" => pp.max_period_s = S.num(v, k, 1.0, 7.0 * 86_400.0)?,
+                "min_beats" => pp.min_beats = S.int(v, k, 4, 64)? as u32,
+                "max_jitter" => pp.max_jitter = S.num(v, k, 0.0, 1.0)?,
+                "min_significance" => pp.min_significance = S.num(v, k, 0.0, 30.0)?,
+                "burst_s" => c.burst = Dur::from_secs_f64(S.num(v, k, 0.0, 600.0)?),
+                "size_floor" => c.size.floor = S.int(v, k, 0, 1 << 20)? as u32,
+                "size_abs_tol" => c.size.abs_tol = S.int(v, k, 0, 1 << 16)? as u32,
                 "size_rel_tol" => {
-                    c.size.rel_tol_bp = (num(v, k, 0.0, 0.5)? * 10_000.0).round() as u16
+                    c.size.rel_tol_bp = (S.num(v, k, 0.0, 0.5)? * 10_000.0).round() as u16
                 }
-                "min_repeats" => c.size_params.min_count = int(v, k, 2, 1000)? as u32,
-                "min_chunk_bytes" => c.min_chunk_bytes = int(v, k, 1, 1 << 30)? as u64,
-                "heartbeat_max_bytes" => c.heartbeat_max_bytes = int(v, k, 0, 1 << 20)? as u64,
-                "refire_s" => c.refire = Dur::from_secs_f64(num(v, k, 0.0, 7.0 * 86_400.0)?),
-                "max_series" => c.max_series = int(v, k, 16, 1 << 24)? as usize,
-                "max_dns" => c.max_dns = int(v, k, 16, 1 << 24)? as usize,
-                "max_flows" => c.max_flows = int(v, k, 16, 1 << 24)? as usize,
-                "builtin_allowlist" => builtin = boolean(v, k)?,
+                "min_repeats" => c.size_params.min_count = S.int(v, k, 2, 1000)? as u32,
+                "min_chunk_bytes" => c.min_chunk_bytes = S.int(v, k, 1, 1 << 30)? as u64,
+                "heartbeat_max_bytes" => c.heartbeat_max_bytes = S.int(v, k, 0, 1 << 20)? as u64,
+                "refire_s" => c.refire = Dur::from_secs_f64(S.num(v, k, 0.0, 7.0 * 86_400.0)?),
+                "max_series" => c.max_series = S.int(v, k, 16, 1 << 24)? as usize,
+                "max_dns" => c.max_dns = S.int(v, k, 16, 1 << 24)? as usize,
+                "max_flows" => c.max_flows = S.int(v, k, 16, 1 << 24)? as usize,
+                "builtin_allowlist" => builtin = S.bool(v, k)?,
                 "allowlist" => {
-                    let t = v.as_table().ok_or_else(|| bad(k, "must be a table"))?;
+                    let t = v.as_table().ok_or_else(|| S.bad(k, "must be a table"))?;
                     read_allow(t, &mut extra)?
                 }
-                _ => return Err(bad(k, "unknown key")),
+                _ => return Err(S.bad(k, "unknown key")),
             }
         }
         let pp = &c.periodic_params;
         if pp.min_period_s > pp.max_period_s {
-            return Err(bad("min_period_s", "must not exceed max_period_s"));
+            return Err(S.bad("min_period_s", "must not exceed max_period_s"));
         }
         if !builtin {
             c.allow = CadenceAllow::default();
@@ -337,22 +295,22 @@ fn read_allow(t: &toml::Table, a: &mut CadenceAllow) -> Result<(), ConfigError> 
         let key = format!("allowlist.{k}");
         match k.as_str() {
             "domains" => {
-                for d in strs(v, &key)? {
+                for d in S.strs(v, &key)? {
                     a.domains
-                        .push(normalize_domain(&d).map_err(|e| bad(&key, e))?);
+                        .push(normalize_domain(&d).map_err(|e| S.bad(&key, e))?);
                 }
             }
-            "cidrs" => a.cidrs = NetSet::parse(&strs(v, &key)?).map_err(|e| bad(&key, e))?,
+            "cidrs" => a.cidrs = NetSet::parse(&S.strs(v, &key)?).map_err(|e| S.bad(&key, e))?,
             "ports" => {
                 let arr = v
                     .as_array()
-                    .ok_or_else(|| bad(&key, "must be an array of ports"))?;
+                    .ok_or_else(|| S.bad(&key, "must be an array of ports"))?;
                 for x in arr {
-                    a.ports.push(int(x, &key, 1, 65_535)? as u16);
+                    a.ports.push(S.int(x, &key, 1, 65_535)? as u16);
                 }
             }
-            "processes" => a.processes = strs(v, &key)?,
-            _ => return Err(bad(&key, "unknown key")),
+            "processes" => a.processes = S.strs(v, &key)?,
+            _ => return Err(S.bad(&key, "unknown key")),
         }
     }
     Ok(())

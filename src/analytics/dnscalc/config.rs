@@ -37,7 +37,7 @@
 
 use crate::baseline::allow::normalize_domain;
 use crate::baseline::{Allowlist, BaselineParams};
-use crate::config::{Config, ConfigError, NetSet};
+use crate::config::{Config, ConfigError, NetSet, Section};
 use crate::time::Dur;
 
 use super::derivation::{Derivation, BUILTIN};
@@ -144,69 +144,14 @@ impl Default for DnsCalcConfig {
     }
 }
 
-const SECTION: &str = "analytics.dnscalc";
-
-fn bad(key: &str, why: impl std::fmt::Display) -> ConfigError {
-    ConfigError(format!("config: `{SECTION}.{key}`: {why}"))
-}
-
-fn get_bool(v: &toml::Value, key: &str) -> Result<bool, ConfigError> {
-    v.as_bool().ok_or_else(|| bad(key, "must be true or false"))
-}
-
-fn get_num(v: &toml::Value, key: &str, lo: f64, hi: f64) -> Result<f64, ConfigError> {
-    let n = match v {
-        toml::Value::Integer(i) => *i as f64,
-        toml::Value::Float(f) => *f,
-        _ => return Err(bad(key, "must be a number")),
-    };
-    if n.is_finite() && (lo..=hi).contains(&n) {
-        Ok(n)
-    } else {
-        Err(bad(key, format!("{n} is out of range ({lo}..={hi})")))
-    }
-}
-
-fn get_int(v: &toml::Value, key: &str, lo: i64, hi: i64) -> Result<i64, ConfigError> {
-    match v.as_integer() {
-        Some(i) if (lo..=hi).contains(&i) => Ok(i),
-        Some(i) => Err(bad(key, format!("{i} is out of range ({lo}..={hi})"))),
-        None => Err(bad(key, "must be an integer")),
-    }
-}
-
-fn get_strs(v: &toml::Value, key: &str) -> Result<Vec<String>, ConfigError> {
-    let arr = v
-        .as_array()
-        .ok_or_else(|| bad(key, "must be an array of strings"))?;
-    arr.iter()
-        .map(|x| {
-            x.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| bad(key, "must be an array of strings"))
-        })
-        .collect()
-}
-
-fn get_ports(v: &toml::Value, key: &str) -> Result<Vec<u16>, ConfigError> {
-    let arr = v
-        .as_array()
-        .ok_or_else(|| bad(key, "must be an array of ports"))?;
-    arr.iter()
-        .map(|x| get_int(x, key, 1, 65_535).map(|p| p as u16))
-        .collect()
-}
-
-fn get_table<'a>(v: &'a toml::Value, key: &str) -> Result<&'a toml::Table, ConfigError> {
-    v.as_table().ok_or_else(|| bad(key, "must be a table"))
-}
+const S: Section = Section("analytics.dnscalc");
 
 impl DnsCalcConfig {
     /// Reads `[analytics.dnscalc]` from the configuration (defaults when absent).
     pub fn from_config(cfg: &Config) -> Result<DnsCalcConfig, ConfigError> {
         match cfg.analytics.get("dnscalc") {
             None => Ok(DnsCalcConfig::default()),
-            Some(v) => DnsCalcConfig::from_table(get_table(v, "")?),
+            Some(v) => DnsCalcConfig::from_table(S.table(v, "")?),
         }
     }
 
@@ -220,34 +165,34 @@ impl DnsCalcConfig {
         for (k, v) in t {
             let k = k.as_str();
             match k {
-                "calculated_port" => c.calculated_port = get_bool(v, k)?,
-                "unusual_response" => c.unusual_response = get_bool(v, k)?,
-                "window_s" => c.window = Dur::from_secs_f64(get_num(v, k, 1.0, 3600.0)?),
+                "calculated_port" => c.calculated_port = S.bool(v, k)?,
+                "unusual_response" => c.unusual_response = S.bool(v, k)?,
+                "window_s" => c.window = Dur::from_secs_f64(S.num(v, k, 1.0, 3600.0)?),
                 "immediate_window_s" => {
-                    c.immediate_window = Dur::from_secs_f64(get_num(v, k, 1.0, 3600.0)?)
+                    c.immediate_window = Dur::from_secs_f64(S.num(v, k, 1.0, 3600.0)?)
                 }
-                "min_score" => c.min_score = get_num(v, k, 0.0, 1.0)?,
-                "max_answers_per_host" => c.max_answers_per_host = get_int(v, k, 1, 256)? as usize,
-                "max_hosts" => c.max_hosts = get_int(v, k, 16, 1 << 24)? as usize,
-                "builtin_derivations" => builtin = get_bool(v, k)?,
+                "min_score" => c.min_score = S.num(v, k, 0.0, 1.0)?,
+                "max_answers_per_host" => c.max_answers_per_host = S.int(v, k, 1, 256)? as usize,
+                "max_hosts" => c.max_hosts = S.int(v, k, 16, 1 << 24)? as usize,
+                "builtin_derivations" => builtin = S.bool(v, k)?,
                 "disable_derivations" => {
-                    disabled = get_strs(v, k)?;
+                    disabled = S.strs(v, k)?;
                     if let Some(d) = disabled.iter().find(|d| !BUILTIN.iter().any(|b| b.0 == *d)) {
-                        return Err(bad(k, format!("`{d}` is not a built-in derivation")));
+                        return Err(S.bad(k, format!("`{d}` is not a built-in derivation")));
                     }
                 }
                 "derivations" => {
-                    for s in get_strs(v, k)? {
-                        extra.push(Derivation::parse(&s).map_err(|e| bad(k, e))?);
+                    for s in S.strs(v, k)? {
+                        extra.push(Derivation::parse(&s).map_err(|e| S.bad(k, e))?);
                     }
                 }
-                "address_transforms" => c.address_transforms = get_bool(v, k)?,
-                "standard_ports" => ports = Some(get_ports(v, k)?),
-                "extra_standard_ports" => extra_ports = get_ports(v, k)?,
-                "unusual" => c.read_unusual(get_table(v, k)?)?,
-                "baseline" => c.read_baseline(get_table(v, k)?)?,
-                "allowlist" => c.read_allowlist(get_table(v, k)?)?,
-                _ => return Err(bad(k, "unknown key")),
+                "address_transforms" => c.address_transforms = S.bool(v, k)?,
+                "standard_ports" => ports = Some(S.ports(v, k)?),
+                "extra_standard_ports" => extra_ports = S.ports(v, k)?,
+                "unusual" => c.read_unusual(S.table(v, k)?)?,
+                "baseline" => c.read_baseline(S.table(v, k)?)?,
+                "allowlist" => c.read_allowlist(S.table(v, k)?)?,
+                _ => return Err(S.bad(k, "unknown key")),
             }
         }
         c.derivations = (0..BUILTIN.len())
@@ -264,16 +209,16 @@ impl DnsCalcConfig {
         for (k, v) in t {
             let key = format!("unusual.{k}");
             match k.as_str() {
-                "max_ttl_s" => self.unusual.max_ttl = get_int(v, &key, 0, 300)? as u32,
-                "min_evidence" => self.unusual.min_evidence = get_num(v, &key, 0.0, 1.0)?,
+                "max_ttl_s" => self.unusual.max_ttl = S.int(v, &key, 0, 300)? as u32,
+                "min_evidence" => self.unusual.min_evidence = S.num(v, &key, 0.0, 1.0)?,
                 "internal_domains" => {
-                    for d in get_strs(v, &key)? {
-                        let d = normalize_domain(&d).map_err(|e| bad(&key, e))?;
+                    for d in S.strs(v, &key)? {
+                        let d = normalize_domain(&d).map_err(|e| S.bad(&key, e))?;
                         self.unusual.internal_domains.push(d);
                     }
                 }
-                "max_names" => self.unusual.max_names = get_int(v, &key, 16, 1 << 24)? as usize,
-                _ => return Err(bad(&key, "unknown key")),
+                "max_names" => self.unusual.max_names = S.int(v, &key, 16, 1 << 24)? as usize,
+                _ => return Err(S.bad(&key, "unknown key")),
             }
         }
         Ok(())
@@ -285,18 +230,18 @@ impl DnsCalcConfig {
             let key = format!("baseline.{k}");
             match k.as_str() {
                 "half_life_h" => {
-                    b.half_life = Dur::from_secs_f64(get_num(v, &key, 0.1, 8760.0)? * 3600.0)
+                    b.half_life = Dur::from_secs_f64(S.num(v, &key, 0.1, 8760.0)? * 3600.0)
                 }
-                "regular_min_count" => b.regular_min_count = get_num(v, &key, 1.0, 1000.0)? as f32,
+                "regular_min_count" => b.regular_min_count = S.num(v, &key, 1.0, 1000.0)? as f32,
                 "regular_min_span_s" => {
-                    b.regular_min_span = Dur::from_secs_f64(get_num(v, &key, 0.0, 2_592_000.0)?)
+                    b.regular_min_span = Dur::from_secs_f64(S.num(v, &key, 0.0, 2_592_000.0)?)
                 }
-                "top_ports" => b.top_ports = get_int(v, &key, 4, 1024)? as usize,
-                "top_dests" => b.top_dests = get_int(v, &key, 4, 1024)? as usize,
+                "top_ports" => b.top_ports = S.int(v, &key, 4, 1024)? as usize,
+                "top_dests" => b.top_dests = S.int(v, &key, 4, 1024)? as usize,
                 "save_interval_s" => {
-                    self.save_interval = Dur::from_secs_f64(get_num(v, &key, 10.0, 86_400.0)?)
+                    self.save_interval = Dur::from_secs_f64(S.num(v, &key, 10.0, 86_400.0)?)
                 }
-                _ => return Err(bad(&key, "unknown key")),
+                _ => return Err(S.bad(&key, "unknown key")),
             }
         }
         Ok(())
@@ -307,17 +252,17 @@ impl DnsCalcConfig {
             let key = format!("allowlist.{k}");
             match k.as_str() {
                 "domains" => {
-                    for d in get_strs(v, &key)? {
-                        let d = normalize_domain(&d).map_err(|e| bad(&key, e))?;
+                    for d in S.strs(v, &key)? {
+                        let d = normalize_domain(&d).map_err(|e| S.bad(&key, e))?;
                         self.allow.domains.push(d);
                     }
                 }
                 "cidrs" => {
                     self.allow.cidrs =
-                        NetSet::parse(&get_strs(v, &key)?).map_err(|e| bad(&key, e))?
+                        NetSet::parse(&S.strs(v, &key)?).map_err(|e| S.bad(&key, e))?
                 }
-                "ports" => self.allow.ports = get_ports(v, &key)?,
-                _ => return Err(bad(&key, "unknown key")),
+                "ports" => self.allow.ports = S.ports(v, &key)?,
+                _ => return Err(S.bad(&key, "unknown key")),
             }
         }
         Ok(())
