@@ -285,6 +285,18 @@ impl UserBaseline {
         }
     }
 
+    /// The configured verdict for `exe` (`[edr.expected_users]`, by path or file name):
+    /// `None` when the configuration does not name it, else why `user` is unexpected
+    /// (`Some(None)`: expected).
+    pub fn configured(&self, exe: &str, user: &str) -> Option<Option<String>> {
+        let base = base_name(exe);
+        let ok = self.expected.get(exe).or_else(|| self.expected.get(base))?;
+        Some(
+            (!ok.contains(user))
+                .then(|| format!("{base} runs as {user}, expected {}", join_sorted(ok))),
+        )
+    }
+
     /// Why `user` is unexpected for `exe` on `host` at `now`, or `None`: not in the
     /// configured list for the executable; or, without one, a service account running a
     /// network tool, or a user other than those the executable has established.
@@ -295,11 +307,10 @@ impl UserBaseline {
         user: &str,
         _now: Ts,
     ) -> Option<String> {
-        let base = base_name(exe);
-        if let Some(ok) = self.expected.get(exe).or_else(|| self.expected.get(base)) {
-            return (!ok.contains(user))
-                .then(|| format!("{base} runs as {user}, expected {}", join_sorted(ok)));
+        if let Some(verdict) = self.configured(exe, user) {
+            return verdict;
         }
+        let base = base_name(exe);
         if SERVICE_USERS.contains(&user) && NETWORK_TOOLS.contains(&base) {
             return Some(format!("{base} runs as service account {user}"));
         }

@@ -190,6 +190,8 @@ pub struct CadenceConfig {
     pub max_dns: usize,
     pub max_flows: usize,
     pub allow: CadenceAllow,
+    /// `[edr.expected_users]`: executable -> the users it should run as.
+    pub expected_users: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Default for CadenceConfig {
@@ -220,6 +222,7 @@ impl Default for CadenceConfig {
             max_dns: 1 << 18,
             max_flows: 1 << 18,
             allow: CadenceAllow::builtin(),
+            expected_users: std::collections::HashMap::new(),
         }
     }
 }
@@ -229,12 +232,14 @@ const S: Section = Section("analytics.cadence");
 impl CadenceConfig {
     /// Reads `[analytics.cadence]` (defaults when absent).
     pub fn from_config(cfg: &Config) -> Result<CadenceConfig, ConfigError> {
-        match cfg.analytics.get("cadence") {
-            None => Ok(CadenceConfig::default()),
-            Some(v) => {
-                CadenceConfig::from_table(v.as_table().ok_or_else(|| S.bad("", "must be a table"))?)
-            }
-        }
+        let mut c = match cfg.analytics.get("cadence") {
+            None => CadenceConfig::default(),
+            Some(v) => CadenceConfig::from_table(
+                v.as_table().ok_or_else(|| S.bad("", "must be a table"))?,
+            )?,
+        };
+        c.expected_users = crate::enrichment::context::expected_users_from(&cfg.edr)?;
+        Ok(c)
     }
 
     pub fn from_table(t: &toml::Table) -> Result<CadenceConfig, ConfigError> {

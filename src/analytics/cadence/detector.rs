@@ -25,6 +25,7 @@ use super::{FixedSizeVerdict, Observed, PeriodicSeries, PeriodicVerdict, SizeSer
 use crate::analytics::{Alert, Analytic, Context, Detector};
 use crate::decode::dns::DnsAnswer;
 use crate::decode::{PROTO_TCP, PROTO_UDP};
+use crate::enrichment::context::UserBaseline;
 use crate::enrichment::Attribution;
 use crate::flow::{FlowEvent, FlowRecord};
 use crate::time::{Dur, Ts};
@@ -136,6 +137,8 @@ pub struct Cadence {
     agent_dests: HashMap<(IpAddr, u64), Ts>,
     stats: CadenceStats,
     pending: Vec<Alert>,
+    /// The configured users per executable (`[edr.expected_users]`).
+    users: UserBaseline,
 }
 
 /// Approximate heap bytes of one series (entry plus hash-table overhead).
@@ -193,8 +196,10 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 }
 
 /// EDR context that makes a schedule more suspicious: a launchd origin, or a user that
-/// has no business making outbound transfers with this executable.
-fn edr_bonus(a: &Attribution) -> (f64, Vec<String>) {
+/// has no business making outbound transfers with this executable. The operator's
+/// `[edr.expected_users]` decides where it names the executable; otherwise a service
+/// account, or root running a tool from a user or temporary directory, is unexpected.
+fn edr_bonus(a: &Attribution, users: &UserBaseline) -> (f64, Vec<String>) {
     let mut bonus = 0.0;
     let mut why = Vec::new();
     if let Some(l) = &a.launchd {
@@ -210,22 +215,29 @@ fn edr_bonus(a: &Attribution) -> (f64, Vec<String>) {
         .and_then(|p| p.executable.as_deref())
         .unwrap_or("");
     if let Some(u) = user {
-        let service = matches!(u, "nobody" | "_www" | "www-data" | "_nobody" | "daemon");
-        let user_tool = [
-            "/usr/bin/",
-            "/bin/",
-            "/usr/local/bin/",
-            "/opt/homebrew/",
-            "/tmp/",
-            "/private/tmp/",
-            "/Users/",
-            "/home/",
-        ]
-        .iter()
-        .any(|p| exe.starts_with(p));
-        if service || (u == "root" && user_tool) {
+        let unexpected = match users.configured(exe, u) {
+            Some(verdict) => verdict.map(|w| format!("runs as unexpected user {u}: {w}")),
+            None => {
+                let service = matches!(u, "nobody" | "_www" | "www-data" | "_nobody" | "daemon");
+                let user_tool = [
+                    "/usr/bin/",
+                    "/bin/",
+                    "/usr/local/bin/",
+                    "/opt/homebrew/",
+                    "/tmp/",
+                    "/private/tmp/",
+                    "/Users/",
+                    "/home/",
+                ]
+                .iter()
+                .any(|p| exe.starts_with(p));
+                (service || (u == "root" && user_tool))
+                    .then(|| format!("runs as unexpected user {u} ({exe})"))
+            }
+        };
+        if let Some(w) = unexpected {
             bonus += 0.15;
-            why.push(format!("runs as unexpected user {u} ({exe})"));
+            why.push(w);
         }
     }
     (bonus, why)
@@ -233,7 +245,9 @@ fn edr_bonus(a: &Attribution) -> (f64, Vec<String>) {
 
 impl Cadence {
     pub fn new(cfg: CadenceConfig) -> Cadence {
+        let users = UserBaseline::new(cfg.expected_users.clone(), 0);
         Cadence {
+            users,
             cfg,
             series: HashMap::new(),
             fresh: HashMap::new(),
@@ -328,7 +342,7 @@ impl Cadence {
                 return;
             }
             exe = x.or(n).map(hash_str).unwrap_or(0);
-            bonus = edr_bonus(a).0;
+            bonus = edr_bonus(a, &self.users).0;
         }
         if self.flows.len() >= self.cfg.max_flows {
             self.evict_flows();
@@ -391,7 +405,7 @@ impl Cadence {
             // new address of a rotating name each time): stay quiet for 24 periods.
             let quiet = Dur::from_secs_f64(v.period_s * 24.0).max(refire);
             s.periodic_quiet = at.saturating_add(quiet);
-            let alert = periodic_alert(key, s, &v, at, bonus);
+            let alert = periodic_alert(key, s, &v, at, bonus, &self.users);
             self.pending.push(alert);
         }
     }
@@ -427,7 +441,7 @@ impl Cadence {
                 continue;
             };
             s.size_quiet = at.saturating_add(refire);
-            let alert = size_alert(key, s, &v, at, bonus);
+            let alert = size_alert(key, s, &v, at, bonus, &self.users);
             self.pending.push(alert);
         }
     }
@@ -768,7 +782,14 @@ fn adjust(score: f64, bonus: f64, age: Dur) -> f64 {
     s.clamp(0.0, 1.0)
 }
 
-fn periodic_alert(key: &Key, s: &Series, v: &PeriodicVerdict, at: Ts, bonus: f64) -> Alert {
+fn periodic_alert(
+    key: &Key,
+    s: &Series,
+    v: &PeriodicVerdict,
+    at: Ts,
+    bonus: f64,
+    users: &UserBaseline,
+) -> Alert {
     let mut a = base_alert(Analytic::PeriodicTransfer, key, s, at);
     a.score = adjust(v.score, bonus, at.since(v.stats.first_seen));
     a.reasons.insert(
@@ -784,13 +805,20 @@ fn periodic_alert(key: &Key, s: &Series, v: &PeriodicVerdict, at: Ts, bonus: f64
     );
     a.reasons.extend(v.reasons.iter().cloned());
     if let Some(attr) = &s.attr {
-        a.reasons.extend(edr_bonus(attr).1);
+        a.reasons.extend(edr_bonus(attr, users).1);
     }
     a.cadence = Some(v.cadence());
     a
 }
 
-fn size_alert(key: &Key, s: &Series, v: &FixedSizeVerdict, at: Ts, bonus: f64) -> Alert {
+fn size_alert(
+    key: &Key,
+    s: &Series,
+    v: &FixedSizeVerdict,
+    at: Ts,
+    bonus: f64,
+    users: &UserBaseline,
+) -> Alert {
     let mut a = base_alert(Analytic::FixedSizeTransfer, key, s, at);
     a.score = adjust(v.score, bonus, at.since(s.sizes.first_seen()));
     a.reasons.insert(
@@ -805,7 +833,7 @@ fn size_alert(key: &Key, s: &Series, v: &FixedSizeVerdict, at: Ts, bonus: f64) -
     );
     a.reasons.extend(v.reasons.iter().cloned());
     if let Some(attr) = &s.attr {
-        a.reasons.extend(edr_bonus(attr).1);
+        a.reasons.extend(edr_bonus(attr, users).1);
     }
     a.cadence = Some(v.cadence());
     a
@@ -969,6 +997,40 @@ mod tests {
                 ..Default::default()
             })
         }
+    }
+
+    #[test]
+    fn configured_expected_users_decide_over_the_heuristic() {
+        let flows: Vec<_> = (0..30)
+            .map(|i| flow(i, "198.51.100.7", 8443, PROTO_TCP, 120.0 * i as f64, 900))
+            .collect();
+        let run = |expected: &[(&str, &[&str])]| {
+            let cfg = CadenceConfig {
+                expected_users: expected
+                    .iter()
+                    .map(|(e, us)| (e.to_string(), us.iter().map(|u| u.to_string()).collect()))
+                    .collect(),
+                ..CadenceConfig::default()
+            };
+            let mut d = Cadence::new(cfg);
+            let out = connections(&mut d, &ctx(Some(Arc::new(OneProcess))), &flows);
+            let p = of(&out, Analytic::PeriodicTransfer);
+            assert!(!p.is_empty(), "{out:#?}");
+            p[0].reasons.clone()
+        };
+        // curl as nobody: the operator says that is how it runs here.
+        let why = run(&[("curl", &["nobody"])]);
+        assert!(
+            !why.iter().any(|r| r.contains("unexpected user")),
+            "{why:?}"
+        );
+        // The operator expects root: nobody is unexpected, with the operator's words.
+        let why = run(&[("/usr/bin/curl", &["root"])]);
+        assert!(
+            why.iter()
+                .any(|r| r.contains("unexpected user nobody: curl runs as nobody, expected root")),
+            "{why:?}"
+        );
     }
 
     #[test]
