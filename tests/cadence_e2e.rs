@@ -17,14 +17,18 @@ fn run(args: &[&str]) -> String {
 }
 
 fn simulate(dir: &Path, seed: u64, scenarios: &[&str]) {
+    simulate_sized(dir, seed, 4, 24, scenarios)
+}
+
+fn simulate_args(dir: &Path, seed: u64, hosts: u32, hours: u32, scenarios: &[&str]) -> Vec<String> {
     let mut a = vec![
         "simulate".to_string(),
         "--seed".into(),
         seed.to_string(),
         "--hosts".into(),
-        "4".into(),
+        hosts.to_string(),
         "--hours".into(),
-        "24".into(),
+        hours.to_string(),
         "--quiet".into(),
         "--out".into(),
         dir.display().to_string(),
@@ -33,17 +37,32 @@ fn simulate(dir: &Path, seed: u64, scenarios: &[&str]) {
         a.push("--scenario".into());
         a.push(s.to_string());
     }
+    a
+}
+
+fn simulate_sized(dir: &Path, seed: u64, hosts: u32, hours: u32, scenarios: &[&str]) {
+    let a = simulate_args(dir, seed, hosts, hours, scenarios);
     let st = Command::new(bin()).args(&a).status().unwrap();
     assert!(st.success());
 }
 
+fn mkfifo(path: &Path) {
+    let st = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
 fn replay(dir: &Path) -> std::path::PathBuf {
-    let alerts = dir.join("alerts.jsonl");
+    replay_with(&dir.join("traffic.pcap"), &dir.join("edr.jsonl"), dir)
+}
+
+/// Replays `pcap` with the feed `edr`; alerts go to `out`/alerts.jsonl.
+fn replay_with(pcap: &Path, edr: &Path, out: &Path) -> std::path::PathBuf {
+    let alerts = out.join("alerts.jsonl");
     let st = Command::new(bin())
         .arg("replay")
-        .arg(dir.join("traffic.pcap"))
+        .arg(pcap)
         .arg("--edr")
-        .arg(dir.join("edr.jsonl"))
+        .arg(edr)
         .arg("--alerts")
         .arg(&alerts)
         .arg("-q")
@@ -70,7 +89,7 @@ fn ratios(report: &str, technique: &str) -> [usize; 4] {
 fn recall_and_precision_over_unseen_seeds() {
     let tmp = tempfile::tempdir().unwrap();
     let mut tot = [[0usize; 4]; 2];
-    for seed in [101u64, 202] {
+    for seed in [101u64, 202, 404, 505] {
         let dir = tmp.path().join(seed.to_string());
         simulate(&dir, seed, &["periodic", "fixed-size"]);
         let alerts = replay(&dir);
@@ -100,11 +119,7 @@ fn recall_and_precision_over_unseen_seeds() {
         let precision = tg as f64 / g.max(1) as f64;
         eprintln!("{t}: recall {recall:.3} ({f}/{n}) precision {precision:.3} ({tg}/{g})");
         assert!(n > 0 && recall >= 0.95, "{t} recall {recall}");
-        // Known limit (README "Cadence analytics"): an hourly backup client on a VM
-        // without EDR coverage is, on the wire, a 1 h beacon with no jitter; seed 101
-        // has one. Every other alert of these seeds is true.
-        let min_precision = if *t == "T1029" { 0.75 } else { 0.95 };
-        assert!(precision >= min_precision, "{t} precision {precision}");
+        assert!(precision >= 0.95, "{t} precision {precision}");
     }
 }
 
@@ -119,5 +134,51 @@ fn benign_only_is_quiet() {
         .lines()
         .filter(|l| l.contains("\"periodic_transfer\"") || l.contains("\"fixed_size_transfer\""))
         .count();
+    assert!(n <= 1, "{n} cadence alerts on benign traffic:\n{text}");
+}
+
+/// The benign bar: 100 hosts for 8 hours of background traffic only (every trap
+/// of the simulator: update agents, backups, NTP, keepalives, telemetry, chat, VPN) give
+/// at most one alert of the two cadence analytics. The 8 GB capture is never stored: the
+/// simulator writes it into a FIFO that `portent replay` reads. The EDR feed must be
+/// complete before the replay starts, so a first run of the same seed writes it (its
+/// capture drained into nothing).
+#[test]
+fn benign_100_hosts_8_hours_at_most_one_alert() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (feed, live) = (tmp.path().join("feed"), tmp.path().join("live"));
+    for d in [&feed, &live] {
+        std::fs::create_dir_all(d).unwrap();
+        mkfifo(&d.join("traffic.pcap"));
+    }
+    let drain = {
+        let p = feed.join("traffic.pcap");
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::open(p).unwrap();
+            std::io::copy(&mut f, &mut std::io::sink()).unwrap()
+        })
+    };
+    simulate_sized(&feed, 4242, 100, 8, &["none"]);
+    assert!(
+        drain.join().unwrap() > 1_000_000_000,
+        "the capture is smaller than expected"
+    );
+
+    let mut sim = Command::new(bin())
+        .args(simulate_args(&live, 4242, 100, 8, &["none"]))
+        .spawn()
+        .unwrap();
+    let alerts = replay_with(
+        &live.join("traffic.pcap"),
+        &feed.join("edr.jsonl"),
+        tmp.path(),
+    );
+    assert!(sim.wait().unwrap().success());
+    let text = std::fs::read_to_string(alerts).unwrap();
+    let n = text
+        .lines()
+        .filter(|l| l.contains("\"periodic_transfer\"") || l.contains("\"fixed_size_transfer\""))
+        .count();
+    eprintln!("benign 100 hosts x 8 h: {n} cadence alerts");
     assert!(n <= 1, "{n} cadence alerts on benign traffic:\n{text}");
 }

@@ -115,6 +115,12 @@ const HISTORY_PER_IP: usize = 8;
 
 type ExactKey = (u8, IpAddr, u16, IpAddr, u16);
 type LooseKey = (u8, IpAddr, IpAddr, u16);
+type DestKey = (u8, IpAddr, u16);
+
+/// Network events kept per destination for [`EdrIndex::destination_users`] (the newest).
+const EVENTS_PER_DEST: usize = 32;
+/// Sources remembered as reporting connections (hosts with an agent).
+const MAX_COVERED: usize = 1 << 20;
 
 #[derive(Clone, Debug)]
 struct NetEntry {
@@ -154,6 +160,10 @@ pub struct EdrIndex {
     cfg: IndexConfig,
     exact: DashMap<ExactKey, VecDeque<NetEntry>>,
     loose: DashMap<LooseKey, VecDeque<NetEntry>>,
+    /// The same events by destination (the fleet's view of who talks to a peer).
+    by_dest: DashMap<DestKey, VecDeque<NetEntry>>,
+    /// Sources the feed reported a connection for: hosts with an agent.
+    covered: DashMap<IpAddr, ()>,
     procs: DashMap<(String, u32), Vec<ProcRecord>>,
     guids: DashMap<String, (String, u32, Ts)>,
     accounts: DashMap<(String, u32), String>,
@@ -273,6 +283,8 @@ impl EdrIndex {
             cfg,
             exact: DashMap::new(),
             loose: DashMap::new(),
+            by_dest: DashMap::new(),
+            covered: DashMap::new(),
             procs: DashMap::new(),
             guids: DashMap::new(),
             accounts: DashMap::new(),
@@ -377,6 +389,19 @@ impl EdrIndex {
             }
         };
         let ev = &e.ev;
+        {
+            let mut q = self
+                .by_dest
+                .entry((ev.transport, ev.dst.to_canonical(), ev.dport))
+                .or_default();
+            insert_sorted(&mut q, e.clone());
+            while q.len() > EVENTS_PER_DEST || q.front().is_some_and(|f| f.ts < horizon) {
+                q.pop_front();
+            }
+        }
+        if self.covered.len() < MAX_COVERED {
+            self.covered.insert(src.to_canonical(), ());
+        }
         match ev.sport {
             Some(sp) => add(&mut self
                 .exact
@@ -422,6 +447,10 @@ impl EdrIndex {
         };
         self.exact.retain(|_, q| by_age(q));
         self.loose.retain(|_, q| by_age(q));
+        self.by_dest.retain(|_, q| {
+            q.retain(|e| e.ts >= horizon);
+            !q.is_empty()
+        });
         self.evicted_by_age
             .fetch_add(aged as u64, Ordering::Relaxed);
         self.net_len.fetch_sub(aged, Ordering::Relaxed);
@@ -449,6 +478,10 @@ impl EdrIndex {
                 };
                 self.exact.retain(|_, q| by_cap(q));
                 self.loose.retain(|_, q| by_cap(q));
+                self.by_dest.retain(|_, q| {
+                    q.retain(|e| (e.ts, e.seq) > cut);
+                    !q.is_empty()
+                });
                 self.evicted_by_cap
                     .fetch_add(dropped as u64, Ordering::Relaxed);
                 self.net_len.fetch_sub(dropped, Ordering::Relaxed);
@@ -688,6 +721,43 @@ impl EdrIndex {
         Some(a)
     }
 
+    /// Whether the feed has reported any connection from `src`: the host runs an agent.
+    pub fn covers(&self, src: IpAddr) -> bool {
+        self.covered.contains_key(&src.to_canonical())
+    }
+
+    /// Every connection the feed saw to `dst:dport` (this transport or either) with a
+    /// time in `since..=until`, as (source, completed attribution); newest
+    /// [`EVENTS_PER_DEST`] per destination. For fleet context: what software on other
+    /// hosts uses a peer.
+    pub fn destination_users(
+        &self,
+        transport: u8,
+        dst: IpAddr,
+        dport: u16,
+        since: Ts,
+        until: Ts,
+    ) -> Vec<(IpAddr, Attribution)> {
+        let dst = dst.to_canonical();
+        let transports: &[u8] = if transport == ANY_TRANSPORT {
+            &[ANY_TRANSPORT]
+        } else {
+            &[transport, ANY_TRANSPORT]
+        };
+        let mut out = Vec::new();
+        for &tr in transports {
+            let Some(q) = self.by_dest.get(&(tr, dst, dport)) else {
+                continue;
+            };
+            for e in q.iter().filter(|e| e.ts >= since && e.ts <= until) {
+                if let Some(src) = e.ev.src {
+                    out.push((src, self.complete(&e.ev)));
+                }
+            }
+        }
+        out
+    }
+
     /// What the inventory knows of the host that had `src` at `ts` (name, platform, VM),
     /// without any process: the fallback for alerts whose flow the feed did not report.
     pub fn host_context(&self, src: IpAddr, ts: Ts) -> Option<Attribution> {
@@ -893,5 +963,20 @@ impl crate::enrichment::Attributor for EdrIndex {
 
     fn host_context(&self, src: IpAddr, ts: Ts) -> Option<Attribution> {
         EdrIndex::host_context(self, src, ts)
+    }
+
+    fn covers(&self, src: IpAddr) -> bool {
+        EdrIndex::covers(self, src)
+    }
+
+    fn destination_users(
+        &self,
+        proto: u8,
+        dst: IpAddr,
+        dport: u16,
+        since: Ts,
+        until: Ts,
+    ) -> Vec<(IpAddr, Attribution)> {
+        EdrIndex::destination_users(self, proto, dst, dport, since, until)
     }
 }

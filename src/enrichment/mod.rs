@@ -178,4 +178,22 @@ pub trait Attributor: Send + Sync {
     fn host_context(&self, _src: std::net::IpAddr, _ts: crate::time::Ts) -> Option<Attribution> {
         None
     }
+
+    /// Whether the feed reports connections from `src` at all (an agent runs there).
+    fn covers(&self, _src: std::net::IpAddr) -> bool {
+        false
+    }
+
+    /// Who the feed saw connecting to `dst:dport` between `since` and `until`, as
+    /// (source, attribution): what software on other hosts uses this peer.
+    fn destination_users(
+        &self,
+        _proto: u8,
+        _dst: std::net::IpAddr,
+        _dport: u16,
+        _since: crate::time::Ts,
+        _until: crate::time::Ts,
+    ) -> Vec<(std::net::IpAddr, Attribution)> {
+        Vec::new()
+    }
 }

@@ -205,6 +205,52 @@ fn fallback_without_source_port_uses_three_tuple_and_tolerance() {
     assert_eq!(late.host, host("build-3", Some("linux")));
 }
 
+/// Fleet context: who the feed saw at a destination, in a time range; which sources
+/// run an agent at all.
+#[test]
+fn destination_users_and_coverage() {
+    let idx = EdrIndex::default();
+    load(&idx, "canonical.jsonl");
+    let all = idx.destination_users(
+        UDP,
+        ip("198.51.100.20"),
+        53,
+        ts("2026-11-20T00:00:00Z"),
+        ts("2026-11-21T00:00:00Z"),
+    );
+    assert!(!all.is_empty());
+    assert!(all.iter().all(|(src, _)| *src == ip("10.2.0.3")));
+    let dig = all
+        .iter()
+        .find_map(|(_, a)| a.process.as_ref()?.executable.clone());
+    assert_eq!(dig.as_deref(), Some("/usr/bin/dig"));
+    // outside the time range, another port, another transport: nobody
+    let none = |tr, port, a: &str, b: &str| {
+        idx.destination_users(tr, ip("198.51.100.20"), port, ts(a), ts(b))
+            .is_empty()
+    };
+    assert!(none(
+        UDP,
+        53,
+        "2026-11-19T00:00:00Z",
+        "2026-11-19T23:00:00Z"
+    ));
+    assert!(none(
+        UDP,
+        54,
+        "2026-11-20T00:00:00Z",
+        "2026-11-21T00:00:00Z"
+    ));
+    assert!(none(
+        TCP,
+        53,
+        "2026-11-20T00:00:00Z",
+        "2026-11-21T00:00:00Z"
+    ));
+    assert!(idx.covers(ip("10.2.0.3")));
+    assert!(!idx.covers(ip("10.2.0.99")));
+}
+
 #[test]
 fn vm_addresses_and_macs_attribute_to_the_vm_and_its_esxi_host() {
     let idx = EdrIndex::default();

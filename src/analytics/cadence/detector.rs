@@ -32,6 +32,8 @@ use crate::time::{Dur, Ts};
 
 /// Addresses remembered per series for `dest_ips`.
 const MAX_DEST_IPS: usize = 4;
+/// Small message sizes remembered per flow (keepalive detection).
+const SMALL_SIZES: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Key {
@@ -105,7 +107,9 @@ struct FlowState {
     /// Messages counted as sizes (then the connection total is not).
     sized_msgs: u32,
     last_msg: Ts,
-    small: u64,
+    /// Small message sizes seen in this flow, with counts: a keepalive size stays
+    /// known while chat or commands of other small sizes come between.
+    small: [(u32, u32); SMALL_SIZES],
     gcd: u64,
     units: u64,
     counted: u32,
@@ -124,6 +128,9 @@ pub struct CadenceStats {
     pub heartbeats: u64,
     pub sizes: u64,
     pub evaluations: u64,
+    /// Alerts of hosts without an agent dropped because known-good software on covered
+    /// hosts uses the same destinations (fleet context).
+    pub fleet_allowlisted: u64,
 }
 
 pub struct Cadence {
@@ -356,7 +363,7 @@ impl Cadence {
             msgs: 0,
             sized_msgs: 0,
             last_msg: Ts::ZERO,
-            small: 0,
+            small: [(0, 0); SMALL_SIZES],
             gcd: 0,
             units: 0,
             counted: 0,
@@ -460,12 +467,26 @@ impl Cadence {
                 .size
                 .tolerance(bytes.min(u64::from(u32::MAX)) as u32),
         );
-        // A repeated small message in one flow is a keepalive, not a check-in.
-        let heartbeat = bytes <= self.cfg.heartbeat_max_bytes
-            && st.small != 0
-            && st.small.abs_diff(bytes) <= tol;
+        // A repeated small message in one flow is a keepalive, not a check-in; other
+        // small messages in between (chat, commands) do not make the next one a beat.
+        let mut heartbeat = false;
         if bytes <= self.cfg.heartbeat_max_bytes {
-            st.small = bytes;
+            let b = bytes.min(u64::from(u32::MAX)) as u32;
+            match st
+                .small
+                .iter_mut()
+                .find(|(sz, n)| *n > 0 && u64::from(sz.abs_diff(b)) <= tol)
+            {
+                Some(e) => {
+                    heartbeat = true;
+                    e.1 = e.1.saturating_add(1);
+                }
+                None => {
+                    if let Some(e) = st.small.iter_mut().min_by_key(|e| e.1) {
+                        *e = (b, 1);
+                    }
+                }
+            }
         }
         // Messages soon after the start are the connection's own beat.
         let long_lived =
@@ -594,6 +615,75 @@ impl Cadence {
                 },
             );
         }
+    }
+
+    /// Partial EDR coverage: a host without an agent (the feed never reports its
+    /// connections) gets no process context, so its backup or update client looks like a
+    /// beacon. When allowlisted software on covered hosts used the alert's destinations
+    /// (at least two of its addresses, or its only one, same port) within the last day,
+    /// the schedule is that software's: the alert is dropped (counted) and the
+    /// destination remembered for the host like an attributed agent's. Hosts with an
+    /// agent never take this path: their own EDR context decides.
+    fn fleet_filter(&mut self, ctx: &Context) {
+        let Some(attributor) = ctx.attributor.as_ref() else {
+            return;
+        };
+        let mut i = 0;
+        while i < self.pending.len() {
+            let a = &self.pending[i];
+            let has_process = a.attribution.as_ref().is_some_and(|x| x.process.is_some());
+            if has_process || attributor.covers(a.src) {
+                i += 1;
+                continue;
+            }
+            if !self.fleet_known(attributor.as_ref(), i) {
+                i += 1;
+                continue;
+            }
+            let a = self.pending.remove(i);
+            self.stats.fleet_allowlisted += 1;
+            if self.agent_dests.len() >= self.cfg.max_dns {
+                let cut = cutoff(self.agent_dests.values().copied());
+                self.agent_dests.retain(|_, t| *t > cut);
+            }
+            let named = a.dest_name.as_deref().map(hash_str);
+            let addrs = a.dest_ips.iter().chain([&a.dst]).map(|ip| hash_ip(*ip));
+            for d in addrs.chain(named) {
+                self.agent_dests.insert((a.src, d), a.ts);
+            }
+        }
+    }
+
+    /// Whether allowlisted software on other hosts used the destinations of pending
+    /// alert `i` (see [`Cadence::fleet_filter`]).
+    fn fleet_known(&self, attributor: &dyn crate::enrichment::Attributor, i: usize) -> bool {
+        let a = &self.pending[i];
+        let one = [a.dst];
+        let ips: &[IpAddr] = if a.dest_ips.is_empty() {
+            &one
+        } else {
+            &a.dest_ips
+        };
+        let since = Ts(a.ts.0.saturating_sub(AGENT_MEMORY.0));
+        let allow = &self.cfg.allow;
+        let used = ips
+            .iter()
+            .filter(|ip| {
+                attributor
+                    .destination_users(a.proto, **ip, a.dst_port, since, a.ts)
+                    .iter()
+                    .any(|(src, u)| {
+                        let p = u.process.as_ref();
+                        *src != a.src
+                            && allow.allows_process(
+                                p.and_then(|p| p.executable.as_deref()),
+                                p.and_then(|p| p.name.as_deref()),
+                                u.launchd.as_ref().and_then(|l| l.label.as_deref()),
+                            )
+                    })
+            })
+            .count();
+        used >= ips.len().min(2)
     }
 
     /// Drops the oldest eighth (by last sighting) of a full map: amortised O(1) per insert.
@@ -851,6 +941,9 @@ impl Detector for Cadence {
             } => self.on_message(flow, *start, *bytes),
             FlowEvent::Ended(f, _) => self.on_ended(f),
         }
+        if !self.pending.is_empty() {
+            self.fleet_filter(ctx);
+        }
         out.append(&mut self.pending);
     }
 }
@@ -921,6 +1014,16 @@ mod tests {
         }
     }
 
+    /// 30 TCP connections to port 443, `gap` seconds apart, over `ips` in turn.
+    fn rotating(ips: &[&str], gap: f64, size: impl Fn(u64) -> u64) -> Vec<FlowRecord> {
+        (0..30)
+            .map(|i| {
+                let dst = ips[i as usize % ips.len()];
+                flow(i, dst, 443, PROTO_TCP, 1.0 + gap * i as f64, size(i))
+            })
+            .collect()
+    }
+
     /// Feeds whole connections (start, end) and returns the alerts.
     fn connections(d: &mut Cadence, c: &Context, flows: &[FlowRecord]) -> Vec<Alert> {
         let mut out = Vec::new();
@@ -942,18 +1045,7 @@ mod tests {
         let ips = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"];
         let mut out = Vec::new();
         Detector::on_dns(&mut d, &c, &answer("c2.example.net", &ips, 0.0), &mut out);
-        let flows: Vec<_> = (0..30)
-            .map(|i| {
-                flow(
-                    i,
-                    ips[i as usize % 4],
-                    443,
-                    PROTO_TCP,
-                    1.0 + 300.0 * i as f64,
-                    700 + 37 * i,
-                )
-            })
-            .collect();
+        let flows = rotating(&ips, 300.0, |i| 700 + 37 * i);
         let out = connections(&mut d, &c, &flows);
         let p = of(&out, Analytic::PeriodicTransfer);
         assert!(!p.is_empty(), "no periodic alert");
@@ -1210,5 +1302,146 @@ mod tests {
         assert!(d.fresh.len() <= 64);
         assert!(bytes_per_series() < 1024, "{}", bytes_per_series());
         eprintln!("bytes per series: {}", bytes_per_series());
+    }
+
+    /// The feed of a fleet: `covered` hosts run an agent; `users` is what it saw
+    /// connecting to each address.
+    struct Fleet {
+        covered: Vec<IpAddr>,
+        users: Vec<(IpAddr, IpAddr, &'static str)>,
+    }
+    impl Attributor for Fleet {
+        fn attribute(
+            &self,
+            _: u8,
+            _: IpAddr,
+            _: u16,
+            _: IpAddr,
+            _: u16,
+            _: Ts,
+            _: Option<[u8; 6]>,
+        ) -> Option<Attribution> {
+            None
+        }
+        fn covers(&self, src: IpAddr) -> bool {
+            self.covered.contains(&src)
+        }
+        fn destination_users(
+            &self,
+            _: u8,
+            dst: IpAddr,
+            _: u16,
+            _: Ts,
+            _: Ts,
+        ) -> Vec<(IpAddr, Attribution)> {
+            self.users
+                .iter()
+                .filter(|u| u.1 == dst)
+                .map(|u| {
+                    let p = ProcessInfo {
+                        executable: Some(u.2.into()),
+                        ..Default::default()
+                    };
+                    let a = Attribution {
+                        process: Some(p),
+                        ..Default::default()
+                    };
+                    (u.0, a)
+                })
+                .collect()
+        }
+    }
+
+    /// An hourly backup from a host without an agent: quiet when the allowlisted client
+    /// on covered hosts uses the same addresses, an alert otherwise (unknown software
+    /// there, a single shared address, or the host has an agent of its own).
+    #[test]
+    fn fleet_context_quiets_uncovered_hosts_of_known_software() {
+        let ips = ["203.0.113.1", "203.0.113.2", "203.0.113.3"];
+        let other: IpAddr = "10.0.0.9".parse().unwrap();
+        let me: IpAddr = "10.0.0.5".parse().unwrap();
+        let run = |fleet: Fleet| {
+            let mut d = Cadence::new(CadenceConfig::default());
+            let c = ctx(Some(Arc::new(fleet)));
+            let mut out = Vec::new();
+            Detector::on_dns(
+                &mut d,
+                &c,
+                &answer("b.backups.example", &ips, 0.0),
+                &mut out,
+            );
+            let flows = rotating(&ips, 1800.0, |i| 50_000 + 977 * i);
+            let out = connections(&mut d, &c, &flows);
+            (
+                of(&out, Analytic::PeriodicTransfer).len(),
+                d.stats().fleet_allowlisted,
+            )
+        };
+        let restic = |n: usize| -> Vec<(IpAddr, IpAddr, &'static str)> {
+            ips[..n]
+                .iter()
+                .map(|ip| (other, ip.parse().unwrap(), "/usr/bin/restic"))
+                .collect()
+        };
+        let (alerts, quiet) = run(Fleet {
+            covered: vec![other],
+            users: restic(2),
+        });
+        assert_eq!((alerts, quiet > 0), (0, true));
+        // one shared address is not enough for a series over three
+        let (alerts, _) = run(Fleet {
+            covered: vec![other],
+            users: restic(1),
+        });
+        assert!(alerts > 0);
+        // software that is not allowlisted proves nothing
+        let users = ips
+            .iter()
+            .map(|ip| (other, ip.parse().unwrap(), "/tmp/x"))
+            .collect();
+        let (alerts, _) = run(Fleet {
+            covered: vec![other],
+            users,
+        });
+        assert!(alerts > 0);
+        // a host with its own agent is judged by its own context
+        let (alerts, _) = run(Fleet {
+            covered: vec![other, me],
+            users: restic(3),
+        });
+        assert!(alerts > 0);
+    }
+
+    /// A chat client's keepalive every 90 s inside one connection, with chat messages of
+    /// other small sizes between: no beat comes from the keepalives.
+    #[test]
+    fn keepalives_between_chat_messages_are_no_beats() {
+        let mut d = Cadence::new(CadenceConfig::default());
+        let c = ctx(None);
+        let f = flow(1, "198.51.100.20", 5222, PROTO_TCP, 0.0, 0);
+        let mut out = Vec::new();
+        d.on_flow(&c, &FlowEvent::Started(f), &mut out);
+        let mut chat = 0u64;
+        for i in 1..400u32 {
+            let t = Ts::from_secs_f64(T0 as f64 + 90.0 * f64::from(i));
+            let mut msg = |start: Ts, bytes: u64, out: &mut Vec<Alert>| {
+                let ev = FlowEvent::OrigMessage {
+                    flow: f,
+                    start,
+                    end: start,
+                    bytes,
+                    index: i,
+                };
+                d.on_flow(&c, &ev, out);
+            };
+            msg(t, 66, &mut out);
+            // chat at irregular moments (a fixed pseudo-random pattern), sizes varying
+            if (i * 7919) % 11 < 3 {
+                chat += 1;
+                let at = t.saturating_add(Dur::from_secs(i64::from(5 + (i * 31) % 80)));
+                msg(at, 80 + (chat * 37) % 150, &mut out);
+            }
+        }
+        assert!(of(&out, Analytic::PeriodicTransfer).is_empty(), "{out:#?}");
     }
 }
