@@ -200,6 +200,17 @@ const XDP_KEEP_CAPS: &[u32] = &[
     39, // CAP_BPF
 ];
 
+/// Creates libxdp's lock directory while still root. Without bpffs, libxdp creates
+/// /run/xdp only when it first takes its lock, which in generic mode may be at shutdown,
+/// after `--user`: the mkdir then fails and the program stays attached (seen on a fresh
+/// machine). Mode 0700 as libxdp makes it; an existing directory is fine.
+fn xdp_lock_dir() {
+    use std::os::unix::fs::DirBuilderExt;
+    for dir in ["/run/xdp", "/sys/fs/bpf/xdp"] {
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(dir);
+    }
+}
+
 /// setgroups/setgid/setuid to `name`, when running as root. `keep` lists capabilities
 /// to retain (all others are dropped, and root cannot be regained).
 fn drop_privileges(name: &str, keep: &[u32]) -> Result<(), String> {
@@ -356,7 +367,10 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
     }
     if let Some(u) = &p.user {
         let keep = match &source {
-            Source::Xdp(_) => XDP_KEEP_CAPS,
+            Source::Xdp(_) => {
+                xdp_lock_dir();
+                XDP_KEEP_CAPS
+            }
             Source::Pcap(_) => &[],
         };
         drop_privileges(u, keep)?;
