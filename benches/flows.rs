@@ -2,9 +2,11 @@
 //! a hash index over a slab with intrusive timeout lists, so the cost per packet should
 //! not grow with the number of flows (beyond cache misses).
 //!
-//! Two workloads per size: `hit` (packets of existing flows, spread over the whole
-//! table) and `new_at_cap` (every packet a new flow at the cap: one eviction and one
-//! insertion each, the flood case).
+//! Three workloads per size: `hit` (packets of existing flows, spread over the whole
+//! table, one at a time), `hit_batched` (the same, the way a worker runs a batch: keys
+//! first, then the index slot and the flow record prefetched a few packets ahead, so
+//! the cache misses of a large table overlap) and `new_at_cap` (every packet a new flow
+//! at the cap: one eviction and one insertion each, the flood case).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -70,6 +72,34 @@ fn flows(c: &mut Criterion) {
                     k = (k + 2_654_435_761) % n;
                     out.clear();
                     shard.process(black_box(&packet(k, t0)), &mut out);
+                }
+            })
+        });
+        assert_eq!(shard.live() as u64, n);
+        // The worker's path (src/pipeline/worker.rs): batches of 1024, two-stage prefetch.
+        let mut keys = Vec::with_capacity(1024);
+        let mut pkts = Vec::with_capacity(1024);
+        g.bench_function(format!("hit_batched/{n}"), |b| {
+            b.iter(|| {
+                for _ in 0..BATCH.div_ceil(1000) {
+                    pkts.clear();
+                    keys.clear();
+                    for _ in 0..1000 {
+                        k = (k + 2_654_435_761) % n;
+                        let p = packet(k, t0);
+                        keys.push(shard.key_of(&p));
+                        pkts.push(p);
+                    }
+                    for i in 0..pkts.len() {
+                        if let Some(far) = keys.get(i + 12) {
+                            shard.prefetch_slot(far);
+                        }
+                        if let Some(near) = keys.get(i + 6) {
+                            shard.prefetch_flow(near);
+                        }
+                        out.clear();
+                        shard.process_keyed(black_box(&pkts[i]), &keys[i], &mut out);
+                    }
                 }
             })
         });
