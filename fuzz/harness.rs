@@ -189,6 +189,9 @@ pub fn edr_ingest(data: &[u8]) {
     };
     let _ = index.attribute_flow(&q);
     let _ = index.host_by_ip(ip, q.first_ts);
+    // Fleet context: who else used the destination, and whether the source has an agent.
+    let _ = index.destination_users(6, q.dst, 443, Ts(i64::MIN), Ts(i64::MAX));
+    let _ = index.covers(ip);
 }
 
 /// The config loader on any text.
