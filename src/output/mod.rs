@@ -10,8 +10,6 @@ pub mod community_id;
 pub mod fmt;
 pub mod sink;
 
-use serde::Serialize;
-
 use crate::analytics::Alert;
 use crate::decode::dns::DnsAnswer;
 use crate::flow::{EndReason, FlowRecord};
@@ -116,29 +114,129 @@ pub fn render_flow(out: &mut Vec<u8>, r: &FlowRecord, reason: EndReason, home_in
     out.extend_from_slice(b"}\n");
 }
 
-/// One DNS answer as a JSON line.
+/// One DNS answer as a JSON line, rendered straight into `out` (no serde value, no
+/// temporary strings). The bytes are those serde_json wrote for the flattened struct,
+/// `ts` twice included (the line format predates this renderer).
 pub fn render_dns(out: &mut Vec<u8>, a: &DnsAnswer) {
-    #[derive(Serialize)]
-    struct Line<'a> {
-        ts: crate::time::Ts,
-        community_id: String,
-        #[serde(flatten)]
-        answer: &'a DnsAnswer,
-    }
-    let line = Line {
-        ts: a.ts,
-        community_id: community_id(
-            0,
-            a.client,
-            a.resolver,
-            a.client_port,
-            a.resolver_port,
-            a.transport,
-        ),
-        answer: a,
+    use self::fmt::{push_ip, push_u64};
+    use crate::decode::dns::{DnsKind, RecordData};
+    let b = |v: bool| -> &'static [u8] {
+        if v {
+            b"true"
+        } else {
+            b"false"
+        }
     };
-    if serde_json::to_writer(&mut *out, &line).is_ok() {
-        out.push(b'\n');
+    out.extend_from_slice(b"{\"ts\":\"");
+    a.ts.push_rfc3339(out);
+    out.extend_from_slice(b"\",\"community_id\":\"");
+    community_id::community_id_into(
+        out,
+        0,
+        a.client,
+        a.resolver,
+        a.client_port,
+        a.resolver_port,
+        a.transport,
+    );
+    out.extend_from_slice(b"\",\"ts\":\"");
+    a.ts.push_rfc3339(out);
+    out.extend_from_slice(b"\",\"client\":\"");
+    push_ip(out, &a.client);
+    out.extend_from_slice(b"\",\"client_port\":");
+    push_u64(out, a.client_port as u64);
+    out.extend_from_slice(b",\"resolver\":\"");
+    push_ip(out, &a.resolver);
+    out.extend_from_slice(b"\",\"resolver_port\":");
+    push_u64(out, a.resolver_port as u64);
+    out.extend_from_slice(b",\"transport\":");
+    push_u64(out, a.transport as u64);
+    out.extend_from_slice(match a.kind {
+        DnsKind::Dns => b",\"kind\":\"dns\",\"id\":",
+        DnsKind::Mdns => b",\"kind\":\"mdns\",\"id\":",
+        DnsKind::Llmnr => b",\"kind\":\"llmnr\",\"id\":",
+    });
+    push_u64(out, a.id as u64);
+    out.extend_from_slice(b",\"query\":");
+    push_json_str(out, &a.query);
+    out.extend_from_slice(b",\"qtype\":");
+    push_u64(out, a.qtype as u64);
+    out.extend_from_slice(b",\"rcode\":");
+    push_u64(out, a.rcode as u64);
+    out.extend_from_slice(b",\"records\":[");
+    for (i, r) in a.records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        push_json_str(out, &r.name);
+        out.extend_from_slice(b",\"rtype\":");
+        push_u64(out, r.rtype as u64);
+        out.extend_from_slice(b",\"ttl\":");
+        push_u64(out, r.ttl as u64);
+        out.extend_from_slice(b",\"data\":");
+        match &r.data {
+            RecordData::Addr(ip) => {
+                out.extend_from_slice(b"{\"addr\":\"");
+                push_ip(out, ip);
+                out.extend_from_slice(b"\"}");
+            }
+            RecordData::Name(n) => {
+                out.extend_from_slice(b"{\"name\":");
+                push_json_str(out, n);
+                out.push(b'}');
+            }
+            RecordData::Other => out.extend_from_slice(b"\"other\""),
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"cname_chain\":[");
+    for (i, n) in a.cname_chain.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_str(out, n);
+    }
+    out.extend_from_slice(b"],\"addrs\":[");
+    for (i, ip) in a.addrs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        push_ip(out, ip);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"],\"min_ttl\":");
+    push_u64(out, a.min_ttl as u64);
+    let x = &a.anomalies;
+    out.extend_from_slice(b",\"anomalies\":{\"cname_loop\":");
+    out.extend_from_slice(b(x.cname_loop));
+    out.extend_from_slice(b",\"cname_chain_too_long\":");
+    out.extend_from_slice(b(x.cname_chain_too_long));
+    out.extend_from_slice(b",\"unrelated_records\":");
+    push_u64(out, x.unrelated_records as u64);
+    out.extend_from_slice(b",\"records_dropped\":");
+    push_u64(out, x.records_dropped as u64);
+    out.extend_from_slice(b",\"truncated\":");
+    out.extend_from_slice(b(x.truncated));
+    out.extend_from_slice(b",\"no_question\":");
+    out.extend_from_slice(b(x.no_question));
+    out.extend_from_slice(b",\"incomplete\":");
+    out.extend_from_slice(b(x.incomplete));
+    out.extend_from_slice(b"}}\n");
+}
+
+/// A JSON string: copied as is when nothing needs escaping (the common case for DNS
+/// names), else escaped by serde_json so hostile names stay exactly as escaped before.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
     }
 }
 
@@ -287,6 +385,76 @@ mod tests {
         assert_eq!(v["dns"]["derivation"], "o1*256+o2");
         assert_eq!(v["dns"]["answered_at"], "2026-11-20T10:00:01.102311Z");
         assert_eq!(v["host"]["os"]["platform"], "macos");
+    }
+
+    #[test]
+    fn dns_line_is_what_serde_json_wrote() {
+        use crate::decode::dns::{AnswerRecord, DnsAnomalies, DnsKind, RecordData};
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            ts: Ts,
+            community_id: String,
+            #[serde(flatten)]
+            answer: &'a DnsAnswer,
+        }
+        let mut a = DnsAnswer {
+            ts: Ts(1_700_000_000_123_456_789),
+            client: "10.0.0.1".parse().unwrap(),
+            client_port: 5353,
+            resolver: "2001:db8::53".parse().unwrap(),
+            resolver_port: 53,
+            transport: 17,
+            kind: DnsKind::Mdns,
+            id: 7,
+            query: "a\"b\\c\u{0}\u{1b}\u{7f}\u{fffd}.evil".into(),
+            qtype: 28,
+            rcode: 3,
+            records: vec![
+                AnswerRecord {
+                    name: "x.example".into(),
+                    rtype: 5,
+                    ttl: 60,
+                    data: RecordData::Name("t\tab".into()),
+                },
+                AnswerRecord {
+                    name: "y".into(),
+                    rtype: 28,
+                    ttl: 1,
+                    data: RecordData::Addr("::1".parse().unwrap()),
+                },
+                AnswerRecord {
+                    name: String::new(),
+                    rtype: 16,
+                    ttl: 0,
+                    data: RecordData::Other,
+                },
+            ],
+            cname_chain: vec!["x.example".into(), "t\tab".into()],
+            addrs: vec!["::1".parse().unwrap(), "1.2.3.4".parse().unwrap()],
+            min_ttl: 1,
+            anomalies: DnsAnomalies {
+                cname_loop: true,
+                unrelated_records: 2,
+                incomplete: true,
+                ..Default::default()
+            },
+        };
+        for kind in [DnsKind::Dns, DnsKind::Mdns, DnsKind::Llmnr] {
+            a.kind = kind;
+            let line = Line {
+                ts: a.ts,
+                community_id: community_id(0, a.client, a.resolver, 5353, 53, 17),
+                answer: &a,
+            };
+            let mut want = serde_json::to_vec(&line).unwrap();
+            want.push(b'\n');
+            let mut got = Vec::new();
+            render_dns(&mut got, &a);
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
     }
 
     #[test]
