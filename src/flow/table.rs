@@ -84,6 +84,9 @@ const ONCE_ZERO_WIN: u8 = 16;
 #[derive(Clone, Copy, Debug)]
 struct Flow {
     key: FlowKey,
+    /// `flow_uid(first_ts, key)`, computed once: records and sweeps need it several
+    /// times per flow and the hash is byte-serial.
+    uid: u64,
     first_ts: Ts,
     last_ts: Ts,
     /// Payload bytes per side (index 0 = originator), retransmissions counted once.
@@ -127,7 +130,7 @@ pub struct FlowStats {
 /// A shard of the flow table. Not thread-safe by design: one worker owns it.
 pub struct FlowShard {
     index: FlowIndex,
-    hasher: hashbrown::DefaultHashBuilder,
+    hasher: KeyHasher,
     flows: Vec<Flow>,
     free: Vec<u32>,
     heads: [u32; CLASSES],
@@ -159,8 +162,61 @@ struct Due {
     reason: u8,
 }
 
-fn hash_key(h: &hashbrown::DefaultHashBuilder, k: &FlowKey) -> u64 {
-    h.hash_one(k)
+/// A keyed hash of a flow key: the 5-tuple packed into words and mixed by folded
+/// multiplies (as foldhash does) with per-process random seeds, so crafted traffic cannot
+/// aim at one index slot. `Hash` on the key fed each field (and the address enum tags)
+/// through the hasher one call at a time, several times slower.
+struct KeyHasher {
+    seeds: [u64; 4],
+}
+
+impl KeyHasher {
+    fn new() -> KeyHasher {
+        let r = hashbrown::DefaultHashBuilder::default();
+        KeyHasher {
+            seeds: [0u64, 1, 2, 3].map(|i| r.hash_one(i) | 1),
+        }
+    }
+}
+
+#[inline]
+fn fold_mul(x: u64, y: u64) -> u64 {
+    let r = (x as u128).wrapping_mul(y as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// An address as two words (a v4 address marked so it never equals a v6 one).
+#[inline]
+fn addr_words(a: &IpAddr) -> (u64, u64) {
+    match a {
+        IpAddr::V4(v) => (u32::from_ne_bytes(v.octets()) as u64, 1 << 63),
+        IpAddr::V6(v) => {
+            let o = v.octets();
+            let mut hi = [0u8; 8];
+            let mut lo = [0u8; 8];
+            hi.copy_from_slice(&o[..8]);
+            lo.copy_from_slice(&o[8..]);
+            (u64::from_ne_bytes(hi), u64::from_ne_bytes(lo))
+        }
+    }
+}
+
+/// Every input word goes into its own seeded multiply operand, so no choice of fields
+/// collides independently of the seeds.
+#[inline]
+fn hash_key(h: &KeyHasher, k: &FlowKey) -> u64 {
+    let s = &h.seeds;
+    let ports = (k.lo_port as u64) << 24 | (k.hi_port as u64) << 8 | k.proto as u64;
+    if let (IpAddr::V4(l), IpAddr::V4(r)) = (k.lo, k.hi) {
+        let x =
+            (u32::from_ne_bytes(l.octets()) as u64) << 32 | u32::from_ne_bytes(r.octets()) as u64;
+        return fold_mul(fold_mul(x ^ s[0], ports ^ s[1]) ^ s[2], s[3]);
+    }
+    let (l0, l1) = addr_words(&k.lo);
+    let (h0, h1) = addr_words(&k.hi);
+    let a = fold_mul(l0 ^ s[0], l1 ^ s[1]);
+    let b = fold_mul(h0 ^ s[2], h1 ^ s[3]);
+    fold_mul(fold_mul(a ^ s[1], b ^ ports ^ s[2]) ^ s[0], s[3])
 }
 
 /// Deterministic flow uid: FNV-1a over the first packet time and the key.
@@ -195,7 +251,7 @@ impl FlowShard {
     pub fn new(cfg: &FlowConfig, cap: usize, home_net: NetSet) -> FlowShard {
         FlowShard {
             index: FlowIndex::new(),
-            hasher: hashbrown::DefaultHashBuilder::default(),
+            hasher: KeyHasher::new(),
             flows: Vec::new(),
             free: Vec::new(),
             heads: [NIL; CLASSES],
@@ -366,6 +422,7 @@ impl FlowShard {
         }
         let flow = Flow {
             key,
+            uid: flow_uid(p.ts, &key),
             first_ts: p.ts,
             last_ts: p.ts,
             bytes: [0; 2],
@@ -521,7 +578,7 @@ impl FlowShard {
             (f.key.hi, f.key.hi_port, f.key.lo, f.key.lo_port)
         };
         FlowRecord {
-            uid: flow_uid(f.first_ts, &f.key),
+            uid: f.uid,
             proto: f.key.proto,
             orig: o,
             orig_port: op,
@@ -610,7 +667,7 @@ impl FlowShard {
                 if f.last_ts.saturating_add(timeout) <= now {
                     self.due.push(Due {
                         last_ts: f.last_ts,
-                        uid: flow_uid(f.first_ts, &f.key),
+                        uid: f.uid,
                         slot: t,
                         reason: reason as u8,
                     });
@@ -640,7 +697,7 @@ impl FlowShard {
                 };
                 self.due.push(Due {
                     last_ts: f.last_ts,
-                    uid: flow_uid(f.first_ts, &f.key),
+                    uid: f.uid,
                     slot: t,
                     reason: reason as u8,
                 });
