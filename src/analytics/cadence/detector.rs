@@ -72,12 +72,27 @@ struct Series {
 }
 
 /// A key seen in one flow only: most are one-off destinations, so the full [`Series`]
-/// (~850 bytes) is built only when a second flow shares the key.
+/// (~850 bytes) is built only when a second flow shares the key. Kept small (40 bytes,
+/// under a 64-bit hash of the key): every live outbound flow has two or three.
 struct Fresh {
     uid: u64,
     seen: Ts,
-    beat: Option<Ts>,
-    size: Option<(Ts, u64)>,
+    /// Beat time, or [`UNSET`].
+    beat: i64,
+    /// Size observation (time, or [`UNSET`]; bytes).
+    size_at: i64,
+    size: u64,
+}
+
+/// No observation in a [`Fresh`] slot (packet times are never this small).
+const UNSET: i64 = i64::MIN;
+
+fn key_hash(k: &Key) -> u64 {
+    // SipHash with fixed keys, as `hash_str`: deterministic across runs. A collision
+    // (p ≈ n²/2⁶⁵) would only merge two first sightings.
+    let mut h = std::hash::DefaultHasher::new();
+    k.hash(&mut h);
+    h.finish()
 }
 
 #[derive(Clone, Copy)]
@@ -136,7 +151,7 @@ pub struct CadenceStats {
 pub struct Cadence {
     cfg: CadenceConfig,
     series: HashMap<Key, Series>,
-    fresh: HashMap<Key, Fresh>,
+    fresh: HashMap<u64, Fresh>,
     dns: HashMap<(IpAddr, IpAddr), DnsName>,
     flows: HashMap<u64, FlowState>,
     /// (host, destination name or address) a known-good agent of that host used: its
@@ -150,7 +165,7 @@ pub struct Cadence {
 
 /// Approximate heap bytes of one series (entry plus hash-table overhead).
 pub fn bytes_per_series() -> usize {
-    // plus ~90 bytes for the first sighting that preceded it (Fresh, dropped on promotion)
+    // plus ~48 bytes for the first sighting that preceded it (Fresh, dropped on promotion)
     std::mem::size_of::<Key>() + std::mem::size_of::<Series>() + 8
 }
 
@@ -706,7 +721,7 @@ impl Cadence {
 #[allow(clippy::too_many_arguments)]
 fn touch<'a>(
     series: &'a mut HashMap<Key, Series>,
-    fresh: &mut HashMap<Key, Fresh>,
+    fresh: &mut HashMap<u64, Fresh>,
     stats: &mut CadenceStats,
     flows: &HashMap<u64, FlowState>,
     cfg: &CadenceConfig,
@@ -719,20 +734,21 @@ fn touch<'a>(
     };
     let mut replay = None;
     if !series.contains_key(&key) {
-        match fresh.get_mut(&key) {
+        let fk = key_hash(&key);
+        match fresh.get_mut(&fk) {
             // a second flow, or a second beat / size of a long-lived one
             Some(fr)
                 if fr.uid != f.uid
                     || matches!(obs, Obs::Force(_))
-                    || (matches!(obs, Obs::Beat(_)) && fr.beat.is_some())
-                    || (matches!(obs, Obs::Size(..)) && fr.size.is_some()) =>
+                    || (matches!(obs, Obs::Beat(_)) && fr.beat != UNSET)
+                    || (matches!(obs, Obs::Size(..)) && fr.size_at != UNSET) =>
             {
-                replay = fresh.remove(&key)
+                replay = fresh.remove(&fk)
             }
             Some(fr) => {
                 match obs {
-                    Obs::Beat(t) => fr.beat = Some(t),
-                    Obs::Size(t, b) => fr.size = Some((t, b)),
+                    Obs::Beat(t) => fr.beat = t.0,
+                    Obs::Size(t, b) => (fr.size_at, fr.size) = (t.0, b),
                     Obs::Force(_) => {}
                 }
                 return None;
@@ -743,17 +759,18 @@ fn touch<'a>(
                     let cut = cutoff(fresh.values().map(|x| x.seen));
                     fresh.retain(|_, x| x.seen > cut);
                 }
-                let (beat, size) = match obs {
-                    Obs::Beat(t) => (Some(t), None),
-                    Obs::Size(t, b) => (None, Some((t, b))),
+                let (beat, size_at, size) = match obs {
+                    Obs::Beat(t) => (t.0, UNSET, 0),
+                    Obs::Size(t, b) => (UNSET, t.0, b),
                     Obs::Force(_) => unreachable!("handled above"),
                 };
                 fresh.insert(
-                    key,
+                    fk,
                     Fresh {
                         uid: f.uid,
                         seen: now,
                         beat,
+                        size_at,
                         size,
                     },
                 );
@@ -783,11 +800,11 @@ fn touch<'a>(
         size_quiet: Ts::ZERO,
     });
     if let Some(fr) = replay {
-        if let Some(t) = fr.beat {
-            s.beats.observe(t);
+        if fr.beat != UNSET {
+            s.beats.observe(Ts(fr.beat));
         }
-        if let Some((t, b)) = fr.size {
-            s.sizes.observe(t, b);
+        if fr.size_at != UNSET {
+            s.sizes.observe(Ts(fr.size_at), fr.size);
         }
     }
     s.last_seen = s.last_seen.max(now);
