@@ -21,12 +21,14 @@
 //! * [`enrichment`]: the optional EDR feed and host inventory, joined to flows and alerts.
 //! * [`output`]: JSON Lines writers (alerts, flows, DNS) and Community ID.
 //! * [`pipeline`]: the threads that connect the stages; the same code for replay and live.
+//! * [`bus`]: the capture and analytics tiers over Kafka (`--publish`, `portent analyze`).
 //!
 //! Side modules: [`config`], [`time`] (packet time), [`baseline`] (persisted state),
 //! [`telemetry`] (metrics), [`live_cmd`] (`portent live`), [`simulate`] (labelled traffic generator and scorer).
 
 pub mod analytics;
 pub mod baseline;
+pub mod bus;
 pub mod capture;
 pub mod config;
 pub mod decode;

@@ -83,6 +83,8 @@ pub struct LiveArgs {
     /// The end-of-run summary as JSON, with the capture's own counters.
     #[arg(long)]
     pub stats: Option<PathBuf>,
+    #[command(flatten)]
+    pub publish: crate::bus::publish::PublishArgs,
     /// No summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -394,6 +396,13 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
     };
     let (stop, reopen) = crate::signals::install();
     let edr_stop = Arc::new(AtomicBool::new(false));
+    if a.publish.publish.is_some() && !a.edr.is_empty() {
+        return Err(
+            "--edr with --publish: a live capture tier does not forward a followed \
+             feed; give it to `portent analyze --edr`"
+                .into(),
+        );
+    }
     let edr = follow_edr(&a.edr, &edr_cfg, edr_stop.clone());
     if !a.quiet && edr.is_some() {
         eprintln!(
@@ -405,6 +414,11 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
     let attributor = edr
         .as_ref()
         .map(|(i, _)| i.clone() as Arc<dyn crate::enrichment::Attributor>);
+    let publisher = a.publish.connect(&config, true)?;
+    let detectors = match &publisher {
+        Some(_) => pipeline::no_detectors(),
+        None => crate::analytics::detectors_with_state(state),
+    };
     let opts = RunOptions {
         config,
         outputs: Outputs {
@@ -414,12 +428,19 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
         },
         attributor,
         attribution_wait: Some(edr_cfg.attribution_wait),
-        detectors: crate::analytics::detectors_with_state(state),
+        detectors,
         stop,
         reopen,
         progress: false,
+        publish: publisher.clone(),
     };
     let summary = pipeline::run(source.as_dyn(), opts);
+    if let Some(p) = &publisher {
+        let ps = p.finish(std::time::Duration::from_secs(10));
+        if !a.quiet {
+            eprintln!("{}", ps.render());
+        }
+    }
     edr_stop.store(true, Ordering::Relaxed);
     if let Some((_, h)) = edr {
         let _ = h.join();

@@ -35,6 +35,8 @@ enum Command {
     Live(portent::live_cmd::LiveArgs),
     /// One offline HTML file with the evidence behind each alert.
     Report(portent::report::ReportArgs),
+    /// Analytics tier: consume the capture tier's records from Kafka, in a group.
+    Analyze(portent::bus::analyze::AnalyzeArgs),
 }
 
 #[derive(Args)]
@@ -69,6 +71,8 @@ struct ReplayArgs {
     /// Also write the HTML report of this run (as `portent report` would).
     #[arg(long)]
     report: Option<PathBuf>,
+    #[command(flatten)]
+    publish: portent::bus::publish::PublishArgs,
     /// No summary on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -140,7 +144,22 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
         )),
         None => None,
     };
-    let attributor = load_edr(&a.edr, a.quiet)?;
+    let publisher = a.publish.connect(&config, false)?;
+    // Capture tier: the analytics run in `portent analyze`, which also gets the EDR lines.
+    let attributor = match &publisher {
+        Some(p) => {
+            let n = p.publish_edr(&a.edr)?;
+            if !a.quiet && n > 0 {
+                eprintln!("portent: published {n} EDR lines");
+            }
+            None
+        }
+        None => load_edr(&a.edr, a.quiet)?,
+    };
+    let detectors = match &publisher {
+        Some(_) => portent::pipeline::no_detectors(),
+        None => portent::analytics::detectors_with_state(state),
+    };
     let mut source = FileSource::open(&a.pcaps).map_err(|e| e.to_string())?;
     // The report reads the run's records back: files the user did not ask for go to a
     // scratch directory beside the report, removed afterwards.
@@ -173,12 +192,22 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
         outputs: outputs.clone(),
         attributor,
         attribution_wait: None,
-        detectors: portent::analytics::detectors_with_state(state),
+        detectors,
         stop,
         reopen,
         progress: !a.quiet && std::io::stderr().is_terminal(),
+        publish: publisher.clone(),
     };
     let summary = pipeline::run(&mut source, opts).map_err(|e| e.to_string())?;
+    if let Some(p) = &publisher {
+        let ps = p.finish(std::time::Duration::from_secs(60));
+        if !a.quiet {
+            eprintln!("{}", ps.render());
+        }
+        if ps.failed + ps.dropped + ps.unflushed > 0 {
+            return Err(format!("not every record reached the bus: {}", ps.render()));
+        }
+    }
     for w in pipeline::replay::file_warnings(&source.stats()) {
         eprintln!("portent: warning: {w}");
     }
@@ -264,6 +293,33 @@ fn main() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("portent live: {e}");
+                2
+            }
+        },
+        Command::Analyze(a) => match portent::bus::analyze::run_analyze(&a) {
+            Ok(s) => {
+                if !a.quiet {
+                    eprint!("{}", s.render());
+                }
+                match &a.stats {
+                    Some(p) => match serde_json::to_string(&s) {
+                        Ok(j) => match std::fs::write(p, format!("{j}\n")) {
+                            Ok(()) => 0,
+                            Err(e) => {
+                                eprintln!("portent analyze: {}: {e}", p.display());
+                                2
+                            }
+                        },
+                        Err(e) => {
+                            eprintln!("portent analyze: {e}");
+                            2
+                        }
+                    },
+                    None => 0,
+                }
+            }
+            Err(e) => {
+                eprintln!("portent analyze: {e}");
                 2
             }
         },

@@ -87,6 +87,7 @@ fn run(
         stop: Arc::new(AtomicBool::new(false)),
         reopen: Arc::new(AtomicBool::new(false)),
         progress: false,
+        publish: None,
     };
     match late_feed {
         Some(feed) => {

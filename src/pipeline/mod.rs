@@ -35,7 +35,7 @@ use crate::decode::{dns::dns_kind, DecodeError, Decoder, Packet, PROTO_TCP, PROT
 use crate::enrichment::Attributor;
 use crate::time::Ts;
 
-pub use route::route_host;
+pub use route::{route_host, route_host_of};
 pub use writer::OrderKey;
 
 /// What a packet source yields.
@@ -70,6 +70,11 @@ pub struct Outputs {
 /// Builds the detectors of one worker (each worker has its own instances).
 pub type DetectorFactory = Arc<dyn Fn(&Config) -> Vec<Box<dyn Detector>> + Send + Sync>;
 
+/// No analytics (a capture tier that publishes: the analytics tier runs them).
+pub fn no_detectors() -> DetectorFactory {
+    Arc::new(|_: &Config| Vec::new())
+}
+
 pub struct RunOptions {
     pub config: Config,
     pub outputs: Outputs,
@@ -83,6 +88,8 @@ pub struct RunOptions {
     pub reopen: Arc<AtomicBool>,
     /// Print a progress line on stderr (when it is a terminal and the run is long).
     pub progress: bool,
+    /// Capture tier: publish flow events and DNS answers to Kafka (see [`crate::bus`]).
+    pub publish: Option<Arc<crate::bus::publish::Publisher>>,
 }
 
 /// End-of-run numbers.
@@ -203,6 +210,7 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
             opts.attributor.clone(),
             (opts.detectors)(cfg),
             opts.attribution_wait,
+            opts.publish.as_ref().map(|p| p.sink(id, n)),
         );
         handles.push(
             std::thread::Builder::new()

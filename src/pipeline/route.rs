@@ -13,14 +13,20 @@ use crate::decode::Packet;
 /// home_net; otherwise the client-looking end (the higher port, as ephemeral ports are
 /// high; ties go to the lower address).
 pub fn route_host(p: &Packet, home: &NetSet) -> IpAddr {
-    let (s, d) = (home.contains(p.src), home.contains(p.dst));
+    route_host_of(p.src, p.sport, p.dst, p.dport, home)
+}
+
+/// [`route_host`] of one direction of an endpoint pair (either direction gives the same
+/// host): the capture tier keys its records by it.
+pub fn route_host_of(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, home: &NetSet) -> IpAddr {
+    let (s, d) = (home.contains(src), home.contains(dst));
     if s != d {
-        return if s { p.src } else { p.dst };
+        return if s { src } else { dst };
     }
-    if (p.sport, p.src) > (p.dport, p.dst) {
-        p.src
+    if (sport, src) > (dport, dst) {
+        src
     } else {
-        p.dst
+        dst
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Worker {
     pending: Option<PendingAlerts>,
     /// Alerts ready to be written (scratch, reused).
     released: Vec<Alert>,
+    /// Capture tier: this worker's stream to the bus.
+    bus: Option<crate::bus::publish::WorkerSink>,
 }
 
 impl Worker {
@@ -72,6 +74,7 @@ impl Worker {
         attributor: Option<Arc<dyn Attributor>>,
         detectors: Vec<Box<dyn Detector>>,
         attribution_wait: Option<Duration>,
+        bus: Option<crate::bus::publish::WorkerSink>,
     ) -> Worker {
         let pending = match (&attributor, attribution_wait) {
             (Some(_), Some(w)) if !w.is_zero() => Some(PendingAlerts::new(w, MAX_PENDING_ALERTS)),
@@ -94,6 +97,7 @@ impl Worker {
             telemetry: WorkerPublisher::new(id),
             pending,
             released: Vec::new(),
+            bus,
         }
     }
 
@@ -145,7 +149,7 @@ impl Worker {
                 self.events.clear();
                 let more = due > 0 && self.shard.end_due(SWEEP_CHUNK, &mut self.events);
                 due = due.saturating_sub(SWEEP_CHUNK);
-                self.sweep_events(b.seq_end, &mut sub, &mut ob);
+                self.sweep_events(b.clock, b.seq_end, &mut sub, &mut ob);
                 if !more {
                     break;
                 }
@@ -157,6 +161,13 @@ impl Worker {
             }
             self.tick(b.clock, b.seq_end, &mut sub, &mut ob);
             self.release_pending(b.finish, b.seq_end, &mut sub, &mut ob);
+            if let Some(bus) = self.bus.as_mut() {
+                if b.finish {
+                    bus.end(b.clock);
+                } else {
+                    bus.clock(b.clock);
+                }
+            }
             if b.finish {
                 self.engine.on_finish();
             }
@@ -214,6 +225,9 @@ impl Worker {
         for i in 0..self.events.len() {
             let ev = self.events[i];
             self.engine.on_flow(&ev, &mut self.alerts);
+            if let Some(bus) = self.bus.as_mut() {
+                bus.flow(&ev, p.ts);
+            }
             if let FlowEvent::Ended(r, why) = ev {
                 self.stats.flows += 1;
                 let k = key(&mut sub);
@@ -232,6 +246,9 @@ impl Worker {
             let k = key(&mut sub);
             ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
             self.engine.on_dns(&a, &mut self.alerts);
+            if let Some(bus) = self.bus.as_mut() {
+                bus.dns(&a, p.ts);
+            }
         }
         let base = OrderKey {
             seq,
@@ -314,10 +331,13 @@ impl Worker {
     }
 
     /// Renders the flow ends (and what analytics make of them) in `self.events`.
-    fn sweep_events(&mut self, seq_end: u64, sub: &mut u32, ob: &mut OutBatch) {
+    fn sweep_events(&mut self, clock: Ts, seq_end: u64, sub: &mut u32, ob: &mut OutBatch) {
         for i in 0..self.events.len() {
             let ev = self.events[i];
             self.engine.on_flow(&ev, &mut self.alerts);
+            if let Some(bus) = self.bus.as_mut() {
+                bus.flow(&ev, clock);
+            }
             let (t, tb) = match &ev {
                 FlowEvent::Ended(r, _) | FlowEvent::Started(r) => (r.last_ts.0, r.uid),
                 FlowEvent::OrigMessage { flow, .. } => (flow.last_ts.0, flow.uid),
@@ -345,6 +365,9 @@ impl Worker {
                 let k = key();
                 ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
                 self.engine.on_dns(&a, &mut self.alerts);
+                if let Some(bus) = self.bus.as_mut() {
+                    bus.dns(&a, clock);
+                }
             }
             let base = OrderKey {
                 seq: seq_end,

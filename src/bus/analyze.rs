@@ -1,0 +1,680 @@
+//! `portent analyze`: the analytics tier. One consumer in a Kafka group; each partition
+//! it owns gets its own merge ([`super::merge`]) and its own analytics engine, so a
+//! host's state has one writer, as with the pipeline's workers.
+//!
+//! **Partition moves.** When the group gives this instance a partition, it rebuilds the
+//! partition's state by reading it from the start of the retained log (so the topic's
+//! retention must cover the longest analytic window, a day for cadence). Alerts raised
+//! while reading below the offset the group had committed were already written by the
+//! previous owner (it commits only after writing them): they are counted as
+//! `replayed_suppressed`, not written again. Between the previous owner's last commit and
+//! its death, alerts may be written twice: a duplicate has the same `analytic`, `src_ip`,
+//! `dest_ip`, `dest_port` and `timestamp` as its twin (the rebuild is deterministic), and
+//! a SIEM can drop it on that key. A partition this instance gives up and gets back with
+//! nobody having committed past it in between resumes from where it stopped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+
+use super::merge::{MergeConfig, MergeStats, Merger, Released};
+use super::record::{self, Body};
+use super::BusUrl;
+use crate::analytics::{Alert, Context, Engine};
+use crate::config::Config;
+use crate::enrichment::index::{EdrIndex, IndexConfig};
+use crate::enrichment::reader::{self, Adapter, EdrStats};
+use crate::enrichment::Attributor;
+use crate::time::Dur;
+
+#[derive(clap::Args, Debug)]
+pub struct AnalyzeArgs {
+    /// The records topic the capture tier publishes to: kafka://HOST:PORT/TOPIC.
+    #[arg(long)]
+    pub consume: String,
+    /// Consumer group: the instances of one group share the topic's partitions.
+    #[arg(long)]
+    pub group: String,
+    /// Alerts as JSON Lines (`-` for stdout).
+    #[arg(long)]
+    pub alerts: Option<PathBuf>,
+    /// Also publish alerts (the same JSON lines, keyed by src_ip) to this topic on the
+    /// same brokers.
+    #[arg(long)]
+    pub alerts_topic: Option<String>,
+    /// Configuration file (TOML), as for replay.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// EDR feed files read before consuming (besides EDR lines the capture tier
+    /// publishes); repeatable.
+    #[arg(long)]
+    pub edr: Vec<PathBuf>,
+    /// Capture instances that write into the topic: a partition's records are held
+    /// until this many have announced themselves.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Records a partition's merge holds at most (the reorder buffer).
+    #[arg(long, default_value_t = 262_144)]
+    pub reorder_records: usize,
+    /// Exit once every owned partition has ended (all producers sent their end) and
+    /// nothing arrived for this many seconds. Without it, run until SIGINT/SIGTERM.
+    #[arg(long)]
+    pub exit_idle: Option<f64>,
+    /// At most this many records per second (caps this instance's CPU).
+    #[arg(long)]
+    pub max_rate: Option<u64>,
+    /// Extra librdkafka consumer properties (KEY=VALUE), e.g. session.timeout.ms=6000.
+    #[arg(long = "kafka-option")]
+    pub kafka_options: Vec<String>,
+    /// Serve Prometheus metrics on this address.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// The end-of-run summary as JSON.
+    #[arg(long)]
+    pub stats: Option<PathBuf>,
+    /// No summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// End-of-run numbers of one analytics instance.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AnalyzeSummary {
+    pub consumed: u64,
+    pub bad_records: BTreeMap<&'static str, u64>,
+    pub edr_lines: u64,
+    pub alerts: u64,
+    /// Alerts a rebuild raised again below the previous owner's commit (not written).
+    pub replayed_suppressed: u64,
+    pub assigned: u64,
+    pub rebuilt: u64,
+    pub resumed: u64,
+    pub revoked: u64,
+    pub merge: MergeStats,
+    pub elapsed_secs: f64,
+}
+
+/// One owned partition.
+struct Part {
+    merge: Merger,
+    engine: Engine,
+    /// The group's committed offset when this instance took the partition over: alerts
+    /// raised below it were written by the previous owner.
+    suppress_below: i64,
+    /// Next offset to process.
+    next: i64,
+    /// `next` as last committed.
+    committed: i64,
+}
+
+#[derive(Debug)]
+enum Change {
+    Assigned {
+        partition: i32,
+        committed: i64,
+        resume: bool,
+    },
+    Revoked(Vec<i32>),
+}
+
+/// Rebalance handling. Runs inside `poll`, on the consumer's (main) thread.
+struct Group {
+    topic: String,
+    /// Next offset per owned partition, as processed (kept current by the main loop
+    /// before each poll), committed on revocation.
+    positions: Mutex<HashMap<i32, i64>>,
+    /// What this instance committed when it last gave a partition up.
+    parked: Mutex<HashMap<i32, i64>>,
+    changes: Mutex<Vec<Change>>,
+    /// Flushed before a revocation commit, so committed means written.
+    alerts_out: Mutex<Option<AlertsOut>>,
+}
+
+impl ClientContext for Group {
+    // librdkafka's own log (its `debug=` contexts included) to stderr: portent installs
+    // no `log` backend, and a consumer that cannot reach its group must say so.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        if (level as i32) <= (rdkafka::config::RDKafkaLogLevel::Warning as i32)
+            || std::env::var_os("PORTENT_KAFKA_DEBUG").is_some()
+        {
+            eprintln!("portent analyze: kafka {level:?} {fac}: {msg}");
+        }
+    }
+}
+
+impl ConsumerContext for Group {
+    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let committed = c
+                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                    .ok();
+                let parked = self.parked.lock().map(|p| p.clone()).unwrap_or_default();
+                let mut assign = TopicPartitionList::new();
+                let mut changes = Vec::new();
+                for e in tpl.elements() {
+                    let p = e.partition();
+                    let c = committed
+                        .as_ref()
+                        .and_then(|t| t.find_partition(&self.topic, p))
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        })
+                        .unwrap_or(-1);
+                    // Ours, and nobody committed past us since: carry on where we were.
+                    let resume = parked.get(&p).is_some_and(|&mine| mine == c);
+                    let from = if resume {
+                        Offset::Offset(c)
+                    } else {
+                        Offset::Beginning
+                    };
+                    let _ = assign.add_partition_offset(&self.topic, p, from);
+                    changes.push(Change::Assigned {
+                        partition: p,
+                        committed: c,
+                        resume,
+                    });
+                }
+                if let Err(e) = c.assign(&assign) {
+                    eprintln!("portent analyze: cannot take the assigned partitions: {e}");
+                }
+                if let Ok(mut v) = self.changes.lock() {
+                    v.extend(changes);
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Ok(mut out) = self.alerts_out.lock() {
+                    if let Some(o) = out.as_mut() {
+                        o.flush();
+                    }
+                }
+                let pos = self.positions.lock().map(|p| p.clone()).unwrap_or_default();
+                let mut commit = TopicPartitionList::new();
+                let mut revoked = Vec::new();
+                for e in tpl.elements() {
+                    let p = e.partition();
+                    revoked.push(p);
+                    if let Some(&next) = pos.get(&p) {
+                        let _ = commit.add_partition_offset(&self.topic, p, Offset::Offset(next));
+                    }
+                }
+                let ok = commit.count() == 0 || c.commit(&commit, CommitMode::Sync).is_ok();
+                if let Ok(mut parked) = self.parked.lock() {
+                    for p in &revoked {
+                        match (ok, pos.get(p)) {
+                            (true, Some(&next)) => {
+                                parked.insert(*p, next);
+                            }
+                            _ => {
+                                parked.remove(p);
+                            }
+                        }
+                    }
+                }
+                let _ = c.unassign();
+                if let Ok(mut v) = self.changes.lock() {
+                    v.push(Change::Revoked(revoked));
+                }
+            }
+            other => eprintln!("portent analyze: rebalance error: {other:?}"),
+        }
+    }
+}
+
+/// Where alerts go: a file (or stdout) and/or a Kafka topic.
+struct AlertsOut {
+    file: Option<Box<dyn Write + Send>>,
+    path: String,
+    kafka: Option<(ThreadedProducer<DefaultProducerContext>, String)>,
+    dirty: bool,
+    failed: bool,
+}
+
+impl AlertsOut {
+    fn write(&mut self, line: &[u8], src: &str) {
+        if let Some(f) = self.file.as_mut() {
+            if f.write_all(line).is_err() && !self.failed {
+                self.failed = true;
+                eprintln!("portent analyze: {}: cannot write alerts", self.path);
+            }
+        }
+        if let Some((p, topic)) = &self.kafka {
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            let mut rec = BaseRecord::to(topic.as_str()).key(src).payload(body);
+            // Alerts are rare; wait for room rather than lose one.
+            for _ in 0..10_000 {
+                match p.send(rec) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        rec = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        self.dirty = true;
+    }
+
+    fn flush(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.flush();
+        }
+        if let Some((p, _)) = &self.kafka {
+            let _ = p.flush(Duration::from_secs(10));
+        }
+        self.dirty = false;
+    }
+}
+
+/// EDR lines reach every partition; each line is ingested once per instance.
+struct EdrIngest {
+    index: Arc<EdrIndex>,
+    adapters: HashMap<(u64, u64, u16), (Adapter, u64)>,
+    stats: EdrStats,
+}
+
+impl EdrIngest {
+    fn line(
+        &mut self,
+        key: (u64, u64, u16),
+        format: reader::Format,
+        line_no: u64,
+        line: &str,
+    ) -> bool {
+        let (adapter, seen) = self
+            .adapters
+            .entry(key)
+            .or_insert_with(|| (Adapter::new(format), 0));
+        if line_no <= *seen {
+            return false;
+        }
+        *seen = line_no;
+        reader::ingest_line(adapter, line_no, line, &self.index, &mut self.stats);
+        true
+    }
+}
+
+pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
+    let started = Instant::now();
+    let url: BusUrl = a.consume.parse()?;
+    let opts = super::parse_options(&a.kafka_options)?;
+    let cfg = match &a.config {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    crate::analytics::validate_config(&cfg).map_err(|e| e.to_string())?;
+    if let Some(addr) = a.metrics {
+        crate::telemetry::install(addr)?;
+    }
+    let (stop, _reopen) = crate::signals::install();
+
+    let index = Arc::new(EdrIndex::new(IndexConfig {
+        max_age: None,
+        ..IndexConfig::default()
+    }));
+    let mut edr = EdrIngest {
+        index: index.clone(),
+        adapters: HashMap::new(),
+        stats: EdrStats::default(),
+    };
+    for p in &a.edr {
+        reader::load_path(p, &index, &mut edr.stats).map_err(|e| e.to_string())?;
+    }
+    let local_edr = !a.edr.is_empty();
+
+    let file: Option<Box<dyn Write + Send>> = match &a.alerts {
+        Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
+        Some(p) => Some(Box::new(std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        ))),
+        None => None,
+    };
+    let kafka = match &a.alerts_topic {
+        Some(t) => {
+            super::ensure_topic(&url.brokers, &opts, t, 1, Duration::from_secs(10))?;
+            let p: ThreadedProducer<DefaultProducerContext> =
+                super::client_config(&url.brokers, &opts)
+                    .create()
+                    .map_err(|e| format!("kafka://{}: {e}", url.brokers))?;
+            Some((p, t.clone()))
+        }
+        None => None,
+    };
+    let group = Group {
+        topic: url.topic.clone(),
+        positions: Mutex::new(HashMap::new()),
+        parked: Mutex::new(HashMap::new()),
+        changes: Mutex::new(Vec::new()),
+        alerts_out: Mutex::new(Some(AlertsOut {
+            file,
+            path: a
+                .alerts
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            kafka,
+            dirty: false,
+            failed: false,
+        })),
+    };
+    let mut cc = super::client_config(&url.brokers, &[]);
+    cc.set("group.id", &a.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in &opts {
+        cc.set(k, v);
+    }
+    let consumer: BaseConsumer<Group> = cc
+        .create_with_context(group)
+        .map_err(|e| format!("kafka://{}: {e}", url.brokers))?;
+    // Wait for the topic, so a consumer started before its producers does not fail.
+    super::partition_count(consumer.client(), &url.topic, Duration::from_secs(30))?;
+    consumer
+        .subscribe(&[&url.topic])
+        .map_err(|e| format!("{}: {e}", url.topic))?;
+
+    let factory = crate::analytics::detectors_with_state(None);
+    let merge_cfg = MergeConfig {
+        expected_instances: a.producers.max(1),
+        max_buffered: a.reorder_records.max(1),
+        tick: Dur::from_secs(1),
+    };
+    let new_part = |suppress_below: i64, with_edr: bool| -> Part {
+        let attributor: Option<Arc<dyn Attributor>> =
+            if with_edr { Some(index.clone()) } else { None };
+        let ctx = Context {
+            home_net: cfg.home_net.clone(),
+            attributor,
+        };
+        Part {
+            merge: Merger::new(merge_cfg.clone()),
+            engine: Engine::new(ctx, factory(&cfg), cfg.alerts.window),
+            suppress_below,
+            next: 0,
+            committed: -1,
+        }
+    };
+
+    let mut s = AnalyzeSummary::default();
+    let mut parts: BTreeMap<i32, Part> = BTreeMap::new();
+    let mut parked: BTreeMap<i32, Part> = BTreeMap::new();
+    let mut alerts: Vec<Alert> = Vec::new();
+    let mut line = Vec::with_capacity(1024);
+    let mut last_msg = Instant::now();
+    let mut last_commit = Instant::now();
+    let mut last_lag = Instant::now();
+    let mut rate_window = (Instant::now(), 0u64);
+    let mut merged_stats: BTreeMap<i32, MergeStats> = BTreeMap::new();
+
+    loop {
+        if stop.load(AtomicOrdering::Relaxed) {
+            break;
+        }
+        // Keep the rebalance callback's view of our positions current.
+        if let Ok(mut pos) = consumer.context().positions.lock() {
+            pos.clear();
+            for (p, st) in &parts {
+                pos.insert(*p, st.next);
+            }
+        }
+        let msg = consumer.poll(Duration::from_millis(100));
+        let changes: Vec<Change> = consumer
+            .context()
+            .changes
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for ch in changes {
+            if !a.quiet {
+                eprintln!("portent analyze: {ch:?}");
+            }
+            match ch {
+                Change::Revoked(ps) => {
+                    for p in ps {
+                        if let Some(st) = parts.remove(&p) {
+                            s.revoked += 1;
+                            parked.insert(p, st);
+                        }
+                    }
+                }
+                Change::Assigned {
+                    partition,
+                    committed,
+                    resume,
+                } => {
+                    s.assigned += 1;
+                    let st = match (resume, parked.remove(&partition)) {
+                        (true, Some(st)) => {
+                            s.resumed += 1;
+                            st
+                        }
+                        _ => {
+                            s.rebuilt += 1;
+                            new_part(committed, local_edr)
+                        }
+                    };
+                    parts.insert(partition, st);
+                }
+            }
+        }
+        match msg {
+            None => {}
+            // End of partition is not an error here; broker errors are retried.
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => {
+                eprintln!("portent analyze: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Some(Ok(m)) => {
+                last_msg = Instant::now();
+                s.consumed += 1;
+                let pnum = m.partition();
+                let offset = m.offset();
+                let Some(st) = parts.get_mut(&pnum) else {
+                    continue;
+                };
+                if offset < st.next {
+                    // Seen already (a fetch restarted from an older offset).
+                    continue;
+                }
+                st.next = offset + 1;
+                let rec = match record::decode(m.payload().unwrap_or(&[])) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        *s.bad_records.entry(e.kind()).or_default() += 1;
+                        continue;
+                    }
+                };
+                if let Body::EdrLine {
+                    feed,
+                    line_no,
+                    format,
+                    line: text,
+                } = &rec.body
+                {
+                    let p = rec.env.producer;
+                    if edr.line((p.instance, p.epoch, *feed), *format, *line_no, text) {
+                        s.edr_lines += 1;
+                    }
+                    if st.engine.ctx.attributor.is_none() {
+                        st.engine.ctx.attributor = Some(index.clone());
+                    }
+                    continue;
+                }
+                let Part { merge, engine, .. } = st;
+                merge.push(rec, &mut |rel| match rel {
+                    Released::Record(r) => match &r.body {
+                        Body::Flow(ev) => engine.on_flow(ev, &mut alerts),
+                        Body::Dns(ans) => engine.on_dns(ans, &mut alerts),
+                        _ => {}
+                    },
+                    Released::Tick(t) => engine.on_tick(t, &mut alerts),
+                });
+                if !alerts.is_empty() {
+                    let suppress = offset < st.suppress_below;
+                    let mut out = consumer.context().alerts_out.lock().ok();
+                    for al in alerts.drain(..) {
+                        if suppress {
+                            s.replayed_suppressed += 1;
+                            continue;
+                        }
+                        s.alerts += 1;
+                        metrics::counter!("portent_alerts_total", "analytic" => al.analytic.name())
+                            .increment(1);
+                        line.clear();
+                        crate::output::render_alert(&mut line, &al);
+                        if let Some(Some(o)) = out.as_deref_mut() {
+                            o.write(&line, &al.src.to_string());
+                        }
+                    }
+                }
+                if let Some(rate) = a.max_rate.filter(|r| *r > 0) {
+                    rate_window.1 += 1;
+                    if rate_window.1 >= rate.div_ceil(20) {
+                        let want = Duration::from_secs_f64(rate_window.1 as f64 / rate as f64);
+                        let el = rate_window.0.elapsed();
+                        if el < want {
+                            std::thread::sleep(want - el);
+                        }
+                        rate_window = (Instant::now(), 0);
+                    }
+                }
+            }
+        }
+        if last_commit.elapsed() >= Duration::from_millis(500) {
+            last_commit = Instant::now();
+            commit(&consumer, &url.topic, &mut parts, CommitMode::Async);
+            publish_metrics(&s, &parts, &edr.stats);
+        }
+        if last_lag.elapsed() >= Duration::from_secs(5) {
+            last_lag = Instant::now();
+            for (p, st) in &parts {
+                if let Ok((_, high)) =
+                    consumer.fetch_watermarks(&url.topic, *p, Duration::from_millis(500))
+                {
+                    metrics::gauge!("portent_bus_lag_records", "partition" => p.to_string())
+                        .set((high - st.next).max(0) as f64);
+                }
+            }
+        }
+        if let Some(idle) = a.exit_idle {
+            let done = parts.values().all(|p| p.merge.finished());
+            if done && last_msg.elapsed().as_secs_f64() >= idle {
+                break;
+            }
+        }
+    }
+    for st in parts.values_mut() {
+        st.engine.on_finish();
+    }
+    commit(&consumer, &url.topic, &mut parts, CommitMode::Sync);
+    if let Ok(mut out) = consumer.context().alerts_out.lock() {
+        if let Some(o) = out.as_mut() {
+            o.flush();
+        }
+    }
+    for (p, st) in parts.iter().chain(parked.iter()) {
+        merged_stats.insert(*p, st.merge.stats);
+    }
+    for m in merged_stats.values() {
+        s.merge.released += m.released;
+        s.merge.late += m.late;
+        s.merge.forced += m.forced;
+        s.merge.superseded += m.superseded;
+        s.merge.buffered_peak = s.merge.buffered_peak.max(m.buffered_peak);
+    }
+    publish_metrics(&s, &parts, &edr.stats);
+    s.elapsed_secs = started.elapsed().as_secs_f64();
+    drop(consumer);
+    Ok(s)
+}
+
+/// Commits each owned partition's position (after the alerts it produced were flushed).
+fn commit(
+    consumer: &BaseConsumer<Group>,
+    topic: &str,
+    parts: &mut BTreeMap<i32, Part>,
+    mode: CommitMode,
+) {
+    let mut tpl = TopicPartitionList::new();
+    for (p, st) in parts.iter() {
+        if st.next > st.committed && st.next > 0 {
+            let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(st.next));
+        }
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    if let Ok(mut out) = consumer.context().alerts_out.lock() {
+        if let Some(o) = out.as_mut() {
+            o.flush();
+        }
+    }
+    let r: KafkaResult<()> = consumer.commit(&tpl, mode);
+    if r.is_ok() {
+        for st in parts.values_mut() {
+            st.committed = st.next;
+        }
+    }
+}
+
+fn publish_metrics(s: &AnalyzeSummary, parts: &BTreeMap<i32, Part>, edr: &EdrStats) {
+    metrics::counter!("portent_bus_consumed_total").absolute(s.consumed);
+    metrics::counter!("portent_bus_bad_records_total").absolute(s.bad_records.values().sum());
+    metrics::counter!("portent_bus_replayed_suppressed_total").absolute(s.replayed_suppressed);
+    metrics::gauge!("portent_bus_owned_partitions").set(parts.len() as f64);
+    let (mut late, mut forced, mut buffered) = (0, 0, 0);
+    for st in parts.values() {
+        late += st.merge.stats.late;
+        forced += st.merge.stats.forced;
+        buffered += st.merge.buffered();
+    }
+    metrics::gauge!("portent_bus_reorder_buffered_records").set(buffered as f64);
+    metrics::gauge!("portent_bus_late_records").set(late as f64);
+    metrics::gauge!("portent_bus_forced_records").set(forced as f64);
+    edr.publish();
+}
+
+impl AnalyzeSummary {
+    pub fn render(&self) -> String {
+        format!(
+            "portent analyze: {} records consumed ({} bad), {} EDR lines, {} alerts \
+             ({} re-raised by rebuilds, not written); partitions: {} assigned, {} rebuilt, \
+             {} resumed, {} revoked; merge: {} late, {} forced, peak {} buffered; {:.1} s\n",
+            self.consumed,
+            self.bad_records.values().sum::<u64>(),
+            self.edr_lines,
+            self.alerts,
+            self.replayed_suppressed,
+            self.assigned,
+            self.rebuilt,
+            self.resumed,
+            self.revoked,
+            self.merge.late,
+            self.merge.forced,
+            self.merge.buffered_peak,
+            self.elapsed_secs
+        )
+    }
+}
