@@ -101,6 +101,9 @@ pub struct AnalyzeSummary {
     pub assigned: u64,
     pub rebuilt: u64,
     pub resumed: u64,
+    /// Times this instance left and rejoined the group to get a stranded partition
+    /// assigned (see [`OrphanWatch`]).
+    pub rejoins: u64,
     pub revoked: u64,
     pub merge: MergeStats,
     pub elapsed_secs: f64,
@@ -389,10 +392,23 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
         .create_with_context(group)
         .map_err(|e| format!("kafka://{}: {e}", url.brokers))?;
     // Wait for the topic, so a consumer started before its producers does not fail.
-    super::partition_count(consumer.client(), &url.topic, Duration::from_secs(30))?;
+    let n_partitions =
+        super::partition_count(consumer.client(), &url.topic, Duration::from_secs(30))?;
     consumer
         .subscribe(&[&url.topic])
         .map_err(|e| format!("{}: {e}", url.topic))?;
+    let session_ms = opts
+        .iter()
+        .find(|(k, _)| k == "session.timeout.ms")
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .unwrap_or(45_000);
+    let watch = OrphanWatch::start(
+        &url,
+        &a.group,
+        &opts,
+        n_partitions,
+        Duration::from_millis(session_ms.saturating_mul(2)),
+    )?;
 
     let factory = crate::analytics::detectors_with_state(None);
     let merge_cfg = MergeConfig {
@@ -431,12 +447,28 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
         if stop.load(AtomicOrdering::Relaxed) {
             break;
         }
-        // Keep the rebalance callback's view of our positions current.
+        // Keep the rebalance callback's and the watch's view of our positions current.
         if let Ok(mut pos) = consumer.context().positions.lock() {
             pos.clear();
             for (p, st) in &parts {
                 pos.insert(*p, st.next);
             }
+        }
+        if let Ok(mut owned) = watch.owned.lock() {
+            owned.clear();
+            owned.extend(parts.keys().copied());
+        }
+        if let Some(p) = watch.take_stranded() {
+            eprintln!(
+                "portent analyze: partition {p}: records wait and no member has committed for \
+                 {:.0} s; leaving and rejoining the group so it is assigned again",
+                watch.after.as_secs_f64()
+            );
+            s.rejoins += 1;
+            consumer.unsubscribe();
+            consumer
+                .subscribe(&[&url.topic])
+                .map_err(|e| format!("{}: {e}", url.topic))?;
         }
         let msg = consumer.poll(Duration::from_millis(100));
         let changes: Vec<Change> = consumer
@@ -537,6 +569,15 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
                     for al in alerts.drain(..) {
                         if suppress {
                             s.replayed_suppressed += 1;
+                            if std::env::var_os("PORTENT_KAFKA_DEBUG").is_some() {
+                                eprintln!(
+                                    "portent analyze: suppressed p{pnum}@{offset} {} {} {} {}",
+                                    al.analytic.name(),
+                                    al.src,
+                                    al.dst,
+                                    al.dst_port
+                                );
+                            }
                             continue;
                         }
                         s.alerts += 1;
@@ -579,7 +620,8 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
             }
         }
         if let Some(idle) = a.exit_idle {
-            let done = parts.values().all(|p| p.merge.finished());
+            // Done: our partitions ended and no other partition has records waiting.
+            let done = parts.values().all(|p| p.merge.finished()) && !watch.others_waiting();
             if done && last_msg.elapsed().as_secs_f64() >= idle {
                 break;
             }
@@ -608,6 +650,117 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
     s.elapsed_secs = started.elapsed().as_secs_f64();
     drop(consumer);
     Ok(s)
+}
+
+/// Finds partitions nobody works on: records wait (high watermark above the group's
+/// committed offset) and the committed offset has not moved for `after`, while this
+/// instance does not own them (a live owner commits every half second while it reads).
+/// Seen with tansu 0.6.0: a member that dies without leaving is dropped at its session
+/// timeout, but the broker keeps naming it the group's leader, so the survivors are
+/// handed their previous assignment again and its partitions stay unassigned. Leaving
+/// and rejoining makes this instance a new member, and the group is formed anew.
+///
+/// Runs on its own thread with its own client (not a group member: broker round trips
+/// must not hold up the consumer loop).
+struct OrphanWatch {
+    owned: Arc<Mutex<Vec<i32>>>,
+    stranded: Arc<std::sync::atomic::AtomicI32>,
+    waiting: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    after: Duration,
+}
+
+impl OrphanWatch {
+    fn start(
+        url: &BusUrl,
+        group: &str,
+        opts: &[(String, String)],
+        partitions: u32,
+        after: Duration,
+    ) -> Result<OrphanWatch, String> {
+        let mut cc = super::client_config(&url.brokers, opts);
+        cc.set("group.id", group).set("enable.auto.commit", "false");
+        let client: BaseConsumer = cc
+            .create()
+            .map_err(|e| format!("kafka://{}: {e}", url.brokers))?;
+        let w = OrphanWatch {
+            owned: Arc::new(Mutex::new(Vec::new())),
+            stranded: Arc::new(std::sync::atomic::AtomicI32::new(-1)),
+            waiting: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            after,
+        };
+        let (owned, stranded, waiting, stop) = (
+            w.owned.clone(),
+            w.stranded.clone(),
+            w.waiting.clone(),
+            w.stop.clone(),
+        );
+        let topic = url.topic.clone();
+        std::thread::Builder::new()
+            .name("portent-orphans".into())
+            .spawn(move || {
+                let mut seen: HashMap<i32, (i64, Instant)> = HashMap::new();
+                while !stop.load(AtomicOrdering::Relaxed) {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let mut tpl = TopicPartitionList::new();
+                    for p in 0..partitions as i32 {
+                        tpl.add_partition(&topic, p);
+                    }
+                    let Ok(committed) = client.committed_offsets(tpl, Duration::from_secs(5))
+                    else {
+                        // Unknown is not "nothing waits": an exit must wait for a real answer.
+                        waiting.store(true, AtomicOrdering::Relaxed);
+                        continue;
+                    };
+                    let mine = owned.lock().map(|o| o.clone()).unwrap_or_default();
+                    let mut any_waiting = false;
+                    for e in committed.elements() {
+                        let p = e.partition();
+                        let off = match e.offset() {
+                            Offset::Offset(o) => o,
+                            _ => 0,
+                        };
+                        let Ok((_, high)) =
+                            client.fetch_watermarks(&topic, p, Duration::from_secs(5))
+                        else {
+                            any_waiting = true;
+                            continue;
+                        };
+                        if mine.contains(&p) || high <= off {
+                            seen.remove(&p);
+                            continue;
+                        }
+                        any_waiting = true;
+                        let s = seen.entry(p).or_insert((off, Instant::now()));
+                        if s.0 != off {
+                            *s = (off, Instant::now());
+                        } else if s.1.elapsed() >= after {
+                            stranded.store(p, AtomicOrdering::Relaxed);
+                            seen.clear();
+                        }
+                    }
+                    waiting.store(any_waiting, AtomicOrdering::Relaxed);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(w)
+    }
+
+    fn take_stranded(&self) -> Option<i32> {
+        let p = self.stranded.swap(-1, AtomicOrdering::Relaxed);
+        (p >= 0).then_some(p)
+    }
+
+    fn others_waiting(&self) -> bool {
+        self.waiting.load(AtomicOrdering::Relaxed)
+    }
+}
+
+impl Drop for OrphanWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, AtomicOrdering::Relaxed);
+    }
 }
 
 /// Commits each owned partition's position (after the alerts it produced were flushed).
@@ -661,7 +814,7 @@ impl AnalyzeSummary {
         format!(
             "portent analyze: {} records consumed ({} bad), {} EDR lines, {} alerts \
              ({} re-raised by rebuilds, not written); partitions: {} assigned, {} rebuilt, \
-             {} resumed, {} revoked; merge: {} late, {} forced, peak {} buffered; {:.1} s\n",
+             {} resumed, {} revoked, {} rejoins; merge: {} late, {} forced, peak {} buffered; {:.1} s\n",
             self.consumed,
             self.bad_records.values().sum::<u64>(),
             self.edr_lines,
@@ -671,6 +824,7 @@ impl AnalyzeSummary {
             self.rebuilt,
             self.resumed,
             self.revoked,
+            self.rejoins,
             self.merge.late,
             self.merge.forced,
             self.merge.buffered_peak,

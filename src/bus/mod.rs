@@ -75,9 +75,13 @@ pub fn parse_options(opts: &[String]) -> Result<Vec<(String, String)>, String> {
 pub(crate) fn client_config(brokers: &str, opts: &[(String, String)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
-    // librdkafka logs through the `log` crate, which portent does not install: keep
-    // its own stderr logger quiet but for errors.
-    c.set("log_level", "3");
+    // librdkafka's log reaches portent's consumer context (which prints warnings and
+    // errors); PORTENT_KAFKA_DEBUG=1 with `--kafka-option debug=cgrp` shows everything.
+    c.set_log_level(if std::env::var_os("PORTENT_KAFKA_DEBUG").is_some() {
+        rdkafka::config::RDKafkaLogLevel::Debug
+    } else {
+        rdkafka::config::RDKafkaLogLevel::Warning
+    });
     for (k, v) in opts {
         c.set(k, v);
     }
