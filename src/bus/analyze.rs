@@ -95,6 +95,8 @@ pub struct AnalyzeSummary {
     pub consumed: u64,
     pub bad_records: BTreeMap<&'static str, u64>,
     pub edr_lines: u64,
+    /// EDR lines of feeds beyond the per-instance bound (not ingested).
+    pub edr_refused: u64,
     pub alerts: u64,
     /// Alerts a rebuild raised again below the previous owner's commit (not written).
     pub replayed_suppressed: u64,
@@ -244,6 +246,8 @@ struct AlertsOut {
     kafka: Option<(ThreadedProducer<DefaultProducerContext>, String)>,
     dirty: bool,
     failed: bool,
+    /// Alerts the alerts topic did not take (the file still has them).
+    topic_dropped: u64,
 }
 
 impl AlertsOut {
@@ -257,14 +261,25 @@ impl AlertsOut {
         if let Some((p, topic)) = &self.kafka {
             let body = line.strip_suffix(b"\n").unwrap_or(line);
             let mut rec = BaseRecord::to(topic.as_str()).key(src).payload(body);
-            // Alerts are rare; wait for room rather than lose one.
+            // Alerts are rare; wait for room (up to 10 s) rather than lose one.
+            let mut sent = false;
             for _ in 0..10_000 {
                 match p.send(rec) {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        sent = true;
+                        break;
+                    }
                     Err((_, back)) => {
                         rec = back;
                         std::thread::sleep(Duration::from_millis(1));
                     }
+                }
+            }
+            if !sent {
+                self.topic_dropped += 1;
+                metrics::counter!("portent_bus_alerts_topic_dropped_total").increment(1);
+                if self.topic_dropped == 1 {
+                    eprintln!("portent analyze: {topic}: broker not taking alerts; counting drops");
                 }
             }
         }
@@ -290,7 +305,12 @@ struct EdrIngest {
     index: Arc<EdrIndex>,
     adapters: HashMap<(u64, u64, u16), (Adapter, u64)>,
     stats: EdrStats,
+    /// Lines of feeds beyond [`MAX_EDR_FEEDS`] (not ingested).
+    refused: u64,
 }
+
+/// EDR feeds (producer instance, epoch, feed) one analytics instance follows.
+const MAX_EDR_FEEDS: usize = 1024;
 
 impl EdrIngest {
     fn line(
@@ -300,6 +320,10 @@ impl EdrIngest {
         line_no: u64,
         line: &str,
     ) -> bool {
+        if !self.adapters.contains_key(&key) && self.adapters.len() >= MAX_EDR_FEEDS {
+            self.refused += 1;
+            return false;
+        }
         let (adapter, seen) = self
             .adapters
             .entry(key)
@@ -335,6 +359,7 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
         index: index.clone(),
         adapters: HashMap::new(),
         stats: EdrStats::default(),
+        refused: 0,
     };
     for p in &a.edr {
         reader::load_path(p, &index, &mut edr.stats).map_err(|e| e.to_string())?;
@@ -378,6 +403,7 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
             kafka,
             dirty: false,
             failed: false,
+            topic_dropped: 0,
         })),
     };
     let mut cc = super::client_config(&url.brokers, &[]);
@@ -644,8 +670,10 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
         s.merge.late += m.late;
         s.merge.forced += m.forced;
         s.merge.superseded += m.superseded;
+        s.merge.unregistered += m.unregistered;
         s.merge.buffered_peak = s.merge.buffered_peak.max(m.buffered_peak);
     }
+    s.edr_refused = edr.refused;
     publish_metrics(&s, &parts, &edr.stats);
     s.elapsed_secs = started.elapsed().as_secs_f64();
     drop(consumer);

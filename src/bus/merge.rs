@@ -19,6 +19,9 @@ use std::collections::{BTreeMap, BinaryHeap};
 use super::record::{Body, ProducerId, Record};
 use crate::time::{Dur, Ts};
 
+/// Capture instances one partition tracks.
+pub const MAX_INSTANCES: usize = 64;
+
 #[derive(Clone, Debug)]
 pub struct MergeConfig {
     /// Capture instances expected in the partition: nothing is released until this many
@@ -49,6 +52,9 @@ pub struct MergeStats {
     pub forced: u64,
     /// Streams dropped because their instance restarted (new epoch).
     pub superseded: u64,
+    /// Records of instances beyond [`MAX_INSTANCES`]: analysed, but they hold no
+    /// watermark (a flood of producer ids cannot grow the merge's tables).
+    pub unregistered: u64,
     pub buffered_peak: u64,
 }
 
@@ -174,7 +180,12 @@ impl Merger {
     /// Updates the instance table; false for a record of a superseded epoch (its data
     /// is still analysed, but it no longer holds the watermark back).
     fn register(&mut self, p: ProducerId) -> bool {
+        let full = self.instances.len() >= MAX_INSTANCES;
         match self.instances.get_mut(&p.instance) {
+            None if full => {
+                self.stats.unregistered += 1;
+                false
+            }
             None => {
                 self.instances.insert(
                     p.instance,
@@ -433,6 +444,20 @@ mod tests {
         let got = run(&mut m, vec![data(2, 1, 1)]);
         assert_eq!(got, vec!["i2s1"]);
         assert_eq!(m.stats.late, 1);
+    }
+
+    #[test]
+    fn producer_ids_beyond_the_bound_hold_no_watermark() {
+        let mut m = Merger::new(MergeConfig {
+            expected_instances: 1,
+            ..two()
+        });
+        let recs: Vec<Record> = (0..MAX_INSTANCES as u64 + 10)
+            .map(|i| rec(i, 0, 1, 1, 5, Body::Clock))
+            .collect();
+        run(&mut m, recs);
+        assert_eq!(m.instances.len(), MAX_INSTANCES);
+        assert_eq!(m.stats.unregistered, 10);
     }
 
     #[test]

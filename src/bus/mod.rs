@@ -88,17 +88,10 @@ pub(crate) fn client_config(brokers: &str, opts: &[(String, String)]) -> ClientC
     c
 }
 
-/// The partition of an internal host. Fibonacci hashing, like the workers, but on the
-/// high bits, so partition and worker choices are independent.
+/// The partition of an internal host (the pipeline's host hash, on other bits than the
+/// workers use).
 pub fn partition_of(host: IpAddr, partitions: u32) -> i32 {
-    let h = match host {
-        IpAddr::V4(v) => u32::from(v) as u64,
-        IpAddr::V6(v) => {
-            let x = u128::from(v);
-            (x as u64) ^ ((x >> 64) as u64)
-        }
-    };
-    ((h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % partitions.max(1) as u64) as i32
+    ((crate::pipeline::host_hash(host) >> 40) % partitions.max(1) as u64) as i32
 }
 
 /// Creates `topic` with `partitions` partitions unless it exists, then returns its
@@ -178,12 +171,7 @@ fn block_on<F: Future>(f: F) -> F::Output {
     }
 }
 
-/// A stable 64-bit hash of a name (FNV-1a): producer instance ids.
-pub fn name_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
+pub use crate::pipeline::name_hash;
 
 #[cfg(test)]
 mod tests {

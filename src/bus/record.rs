@@ -426,7 +426,8 @@ pub fn decode(b: &[u8]) -> Result<Record, RecordError> {
         worker: r.u16()?,
         workers: r.u16()?,
     };
-    if producer.workers == 0 || producer.worker >= producer.workers {
+    // A capture instance has at most 256 workers (`--workers`).
+    if producer.workers == 0 || producer.workers > 256 || producer.worker >= producer.workers {
         return Err(RecordError::BadValue("worker index"));
     }
     let env = Envelope {

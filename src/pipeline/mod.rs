@@ -35,7 +35,7 @@ use crate::decode::{dns::dns_kind, DecodeError, Decoder, Packet, PROTO_TCP, PROT
 use crate::enrichment::Attributor;
 use crate::time::Ts;
 
-pub use route::{route_host, route_host_of};
+pub use route::{host_hash, name_hash, route_host, route_host_of};
 pub use writer::OrderKey;
 
 /// What a packet source yields.

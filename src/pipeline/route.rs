@@ -31,13 +31,25 @@ pub fn route_host_of(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, home: &Ne
 }
 
 pub(crate) fn worker_for(p: &Packet, home: &NetSet, workers: usize) -> usize {
-    let h = match route_host(p, home) {
+    (host_hash(route_host(p, home)) >> 32) as usize % workers
+}
+
+/// Fibonacci hash of a host address: spreads consecutive addresses. Workers take bits
+/// from 32 up, Kafka partitions from 40 up, so the two choices are independent.
+pub fn host_hash(ip: IpAddr) -> u64 {
+    let h = match ip {
         IpAddr::V4(v) => u32::from(v) as u64,
         IpAddr::V6(v) => {
             let x = u128::from(v);
             (x as u64) ^ ((x >> 64) as u64)
         }
     };
-    // Fibonacci hashing spreads consecutive addresses over workers.
-    (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % workers
+    h.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// A stable 64-bit hash of a name (FNV-1a): alert tiebreaks, capture instance ids.
+pub fn name_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }

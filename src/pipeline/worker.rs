@@ -451,13 +451,7 @@ fn key_of(r: &crate::flow::FlowRecord) -> FlowKey {
 /// A stable tiebreak for alerts raised at the same packet-time point by different
 /// workers: the flow uid of (time, src, dst, port) mixed with the analytic's name.
 fn alert_tiebreak(a: &Alert) -> u64 {
-    let name = a
-        .analytic
-        .name()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        });
+    let name = super::name_hash(a.analytic.name());
     crate::flow::table::flow_uid(
         a.ts,
         &FlowKey::from_packet(a.src, 0, a.dst, a.dst_port, a.proto).0,
