@@ -359,6 +359,7 @@ fn two_capture_and_two_analytics_instances_equal_one_replay() {
     for s in [&s1, &s2] {
         assert_eq!(s["merge"]["late"], 0, "{s}");
         assert_eq!(s["merge"]["forced"], 0, "{s}");
+        assert_eq!(s["offsets_lost"], 0, "{s}");
     }
     // The alerts topic carries what the files carry.
     let lines = read_topic(&broker, "alerts", written as usize);
@@ -392,42 +393,65 @@ fn published(broker: &Broker, dir: &Path, topic: &str, seed: u64) -> BTreeSet<Ke
 /// Paced, so an instance stopped after a few seconds has its partitions half read.
 const PACE: [&str; 2] = ["--max-rate", "4000"];
 
-#[test]
-fn a_stopped_analytics_instance_hands_its_partitions_over() {
+/// Two analytics instances of one group on a published simulation; the first is ended
+/// by `signal` after 5 s of paced reading, the second must finish; together they must
+/// write the alerts of one replay. Returns the ended instance's keys and the survivor's
+/// summary.
+fn hand_over(seed: u64, group: &str, signal: i32) -> (BTreeSet<Key>, serde_json::Value) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let broker = Broker::start(dir);
-    let expected = published(&broker, dir, "rec", 11);
-    let (a1, a2) = (dir.join("leaver.jsonl"), dir.join("survivor.jsonl"));
-    let leaver = analyze(&broker, "rec", "g-stop", &a1, &PACE);
+    let expected = published(&broker, dir, "rec", seed);
+    let (a1, a2) = (dir.join("ended.jsonl"), dir.join("survivor.jsonl"));
+    let ended = analyze(&broker, "rec", group, &a1, &PACE);
     let survivor = analyze(
         &broker,
         "rec",
-        "g-stop",
+        group,
         &a2,
         &[&PACE[..], &["--exit-idle", "15"]].concat(),
     );
-    std::thread::sleep(Duration::from_secs(4));
-    // SIGTERM: the instance flushes, commits and leaves the group.
-    unsafe { libc::kill(leaver.id() as i32, libc::SIGTERM) };
-    wait_ok(leaver, "leaver", Duration::from_secs(30));
-    let before = alert_keys(&[&a1]);
-    wait_ok(survivor, "survivor", Duration::from_secs(240));
+    std::thread::sleep(Duration::from_secs(5));
+    unsafe { libc::kill(ended.id() as i32, signal) };
+    if signal == libc::SIGKILL {
+        let mut ended = ended;
+        ended.wait().unwrap();
+    } else {
+        wait_ok(ended, "ended instance", Duration::from_secs(30));
+    }
+    wait_ok(survivor, "survivor", Duration::from_secs(300));
     let s = stats(&a2);
+    let before = alert_keys(&[&a1]);
     assert_eq!(
         alert_keys(&[&a1, &a2]),
         expected,
-        "leaver wrote {} keys; survivor {s}; leaver {}",
-        before.len(),
-        stats(&a1)
+        "the ended instance wrote {} keys; survivor {s}",
+        before.len()
     );
+    assert_eq!(s["offsets_lost"], 0, "{s}");
+    (before, s)
+}
+
+#[test]
+fn a_stopped_analytics_instance_hands_its_partitions_over() {
+    // SIGTERM: the instance flushes, commits and leaves the group.
+    let (before, s) = hand_over(11, "g-stop", libc::SIGTERM);
     assert!(
         s["rebuilt"].as_u64().unwrap() >= 4,
-        "the survivor rebuilt the leaver's partitions: {s}"
+        "the survivor rebuilt the stopped instance's partitions: {s}"
     );
     if !before.is_empty() {
         assert!(s["replayed_suppressed"].as_u64().unwrap() > 0, "{s}");
     }
+}
+
+/// SIGKILL: no commit, no LeaveGroup. The group drops the member at its session
+/// timeout; the survivor rebuilds the partitions from the log and writes what the dead
+/// instance had not committed.
+#[test]
+fn a_killed_analytics_instance_loses_no_alert() {
+    let (_, s) = hand_over(13, "g-kill", libc::SIGKILL);
+    assert!(s["rebuilt"].as_u64().unwrap() >= 1, "{s}");
 }
 
 #[test]

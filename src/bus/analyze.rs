@@ -12,6 +12,10 @@
 //! `dest_ip`, `dest_port` and `timestamp` as its twin (the rebuild is deterministic), and
 //! a SIEM can drop it on that key. A partition this instance gives up and gets back with
 //! nobody having committed past it in between resumes from where it stopped.
+//!
+//! **Positions.** A partition's records are processed in offset order with none skipped:
+//! a fetch that does not bring the next offset (some brokers answer a fetch from inside
+//! a record batch with the batch after it) is sought back until it does ([`Resync`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -107,6 +111,12 @@ pub struct AnalyzeSummary {
     /// assigned (see [`OrphanWatch`]).
     pub rejoins: u64,
     pub revoked: u64,
+    /// Seeks back because a fetch from a partition's next offset did not bring that
+    /// offset (see [`Resync`]).
+    pub resyncs: u64,
+    /// Offsets skipped because the log no longer has them even read from its start
+    /// (retention removed them while they waited): records the analytics never saw.
+    pub offsets_lost: u64,
     pub merge: MergeStats,
     pub elapsed_secs: f64,
 }
@@ -122,6 +132,40 @@ struct Part {
     next: i64,
     /// `next` as last committed.
     committed: i64,
+    /// Set while it is not yet known that fetching brings `next` itself.
+    resync: Option<Resync>,
+}
+
+/// Getting a partition's reading back to `next` after a (re)assignment or a gap.
+///
+/// A fetch from an offset inside a record batch must return that batch (the client
+/// drops its records below the offset). tansu 0.6.0 returns the batch after it instead,
+/// or nothing at all when the offset is inside the newest batch. A committed offset is
+/// rarely a batch start, so resuming from it would skip records (the partition's state
+/// would then differ from the one its log defines) or stall. So until the next offset
+/// shows up, positions go back in growing steps (256, 4096, ... records, then the log's
+/// start); records below `next` are skipped unread, as after any fetch from before it.
+#[derive(Clone, Copy, Debug)]
+struct Resync {
+    /// When the current position was asked for.
+    since: Instant,
+    /// How far below `next` that position is (0: `next` itself).
+    back: i64,
+    /// The current position is the log's start: a gap seen now is a hole in the log.
+    at_start: bool,
+}
+
+/// How long a position gets to bring `next` before reading goes further back.
+const RESYNC_AFTER: Duration = Duration::from_secs(2);
+
+impl Resync {
+    fn at(back: i64) -> Resync {
+        Resync {
+            since: Instant::now(),
+            back,
+            at_start: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -455,6 +499,7 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
             suppress_below,
             next: 0,
             committed: -1,
+            resync: None,
         }
     };
 
@@ -523,8 +568,10 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
                 } => {
                     s.assigned += 1;
                     let st = match (resume, parked.remove(&partition)) {
-                        (true, Some(st)) => {
+                        (true, Some(mut st)) => {
                             s.resumed += 1;
+                            // Assigned from `next`, which may be inside a batch.
+                            st.resync = (st.next > 0).then(|| Resync::at(0));
                             st
                         }
                         _ => {
@@ -556,6 +603,27 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
                     // Seen already (a fetch restarted from an older offset).
                     continue;
                 }
+                if offset > st.next {
+                    match st.resync {
+                        Some(r) if r.at_start => {
+                            // Read from the log's start and still a gap: retention
+                            // removed what waited. Go on, and say what was lost.
+                            eprintln!(
+                                "portent analyze: partition {pnum}: offsets {}..{offset} are \
+                                 gone from the log; going on without them",
+                                st.next
+                            );
+                            s.offsets_lost += (offset - st.next) as u64;
+                        }
+                        // Wait for the last position's answer (this may predate it).
+                        Some(r) if r.since.elapsed() < RESYNC_AFTER && r.back > 0 => continue,
+                        _ => {
+                            step_back(&consumer, &url.topic, pnum, st, &mut s);
+                            continue;
+                        }
+                    }
+                }
+                st.resync = None;
                 st.next = offset + 1;
                 let rec = match record::decode(m.payload().unwrap_or(&[])) {
                     Ok(r) => r,
@@ -630,6 +698,11 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
             }
         }
         if last_commit.elapsed() >= Duration::from_millis(500) {
+            for (p, st) in parts.iter_mut() {
+                if st.resync.is_some_and(|r| r.since.elapsed() >= RESYNC_AFTER) {
+                    step_back(&consumer, &url.topic, *p, st, &mut s);
+                }
+            }
             last_commit = Instant::now();
             commit(&consumer, &url.topic, &mut parts, CommitMode::Async);
             publish_metrics(&s, &parts, &edr.stats);
@@ -791,6 +864,57 @@ impl Drop for OrphanWatch {
     }
 }
 
+/// Moves a partition's reading further back (see [`Resync`]), or ends the resync when
+/// the log holds nothing at `next` yet (its next batch will start there).
+fn step_back(
+    consumer: &BaseConsumer<Group>,
+    topic: &str,
+    p: i32,
+    st: &mut Part,
+    s: &mut AnalyzeSummary,
+) {
+    let prev = st.resync.unwrap_or(Resync::at(0));
+    let Ok((low, high)) = consumer.fetch_watermarks(topic, p, Duration::from_secs(1)) else {
+        // Broker busy: ask again later.
+        st.resync = Some(Resync {
+            since: Instant::now(),
+            ..prev
+        });
+        return;
+    };
+    if st.next >= high {
+        st.resync = None;
+        return;
+    }
+    if st.next < low {
+        // Retention moved the log's start on. A rebuild (from 0) expects that; records
+        // this instance had yet to read are lost.
+        if st.next > 0 {
+            eprintln!(
+                "portent analyze: partition {p}: offsets {}..{low} are gone from the log",
+                st.next
+            );
+            s.offsets_lost += (low - st.next) as u64;
+        }
+        st.next = low;
+    }
+    let back = if prev.back == 0 {
+        256
+    } else {
+        prev.back.saturating_mul(16)
+    };
+    let to = st.next.saturating_sub(back).max(low);
+    st.resync = Some(Resync {
+        since: Instant::now(),
+        back,
+        at_start: to == low,
+    });
+    s.resyncs += 1;
+    if let Err(e) = consumer.seek(topic, p, Offset::Offset(to), Duration::from_secs(1)) {
+        eprintln!("portent analyze: partition {p}: seek to {to}: {e}");
+    }
+}
+
 /// Commits each owned partition's position (after the alerts it produced were flushed).
 fn commit(
     consumer: &BaseConsumer<Group>,
@@ -824,6 +948,8 @@ fn publish_metrics(s: &AnalyzeSummary, parts: &BTreeMap<i32, Part>, edr: &EdrSta
     metrics::counter!("portent_bus_consumed_total").absolute(s.consumed);
     metrics::counter!("portent_bus_bad_records_total").absolute(s.bad_records.values().sum());
     metrics::counter!("portent_bus_replayed_suppressed_total").absolute(s.replayed_suppressed);
+    metrics::counter!("portent_bus_resyncs_total").absolute(s.resyncs);
+    metrics::counter!("portent_bus_offsets_lost_total").absolute(s.offsets_lost);
     metrics::gauge!("portent_bus_owned_partitions").set(parts.len() as f64);
     let (mut late, mut forced, mut buffered) = (0, 0, 0);
     for st in parts.values() {
@@ -842,7 +968,7 @@ impl AnalyzeSummary {
         format!(
             "portent analyze: {} records consumed ({} bad), {} EDR lines, {} alerts \
              ({} re-raised by rebuilds, not written); partitions: {} assigned, {} rebuilt, \
-             {} resumed, {} revoked, {} rejoins; merge: {} late, {} forced, peak {} buffered; {:.1} s\n",
+             {} resumed, {} revoked, {} rejoins, {} resyncs, {} offsets lost; merge: {} late, {} forced, peak {} buffered; {:.1} s\n",
             self.consumed,
             self.bad_records.values().sum::<u64>(),
             self.edr_lines,
@@ -853,6 +979,8 @@ impl AnalyzeSummary {
             self.resumed,
             self.revoked,
             self.rejoins,
+            self.resyncs,
+            self.offsets_lost,
             self.merge.late,
             self.merge.forced,
             self.merge.buffered_peak,
