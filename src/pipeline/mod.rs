@@ -360,6 +360,11 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     send_all(&mut batches, clock, seq, true, &mut summary);
     telemetry.maybe_publish(&summary, true);
     drop(in_txs);
+    // No batch is filled again: free the spares now, and let the workers free the ones
+    // still queued as they finish them (a closed recycle channel drops them) before the
+    // final sweep, which runs with every flow still live: the run's high-water mark.
+    drop(batches);
+    drop(recycle_rxs);
     progress.done();
 
     for h in handles {

@@ -13,7 +13,11 @@
 //!   launchd labels), sizes below the floor, keepalives. EDR context (launchd origin,
 //!   unexpected user) raises the score; a schedule periodic for over a day lowers it.
 //!
-//! Memory: every map is capped; series evict the least recently seen (counted).
+//! Memory: every map is capped; series evict the least recently seen (counted). A live
+//! outbound flow costs a few small hash-table slots, keys included: its [`FlowState`]
+//! (80 bytes), the first sightings of its keys ([`Fresh`], 40 bytes each) and the name
+//! it was resolved from ([`DnsName`], 24 bytes per IPv4 (host, address)); chunk state
+//! ([`Chunks`]) only once a long-lived flow carries a large message after a pause.
 
 use hashbrown::HashMap;
 use std::hash::{Hash, Hasher};
@@ -65,23 +69,36 @@ struct Series {
     proto: u8,
     uid: u64,
     ips: [Option<IpAddr>; MAX_DEST_IPS],
-    name: Option<Arc<str>>,
-    attr: Option<Arc<Attribution>>,
+    name: Option<Arc<Name>>,
+    edr: Option<Arc<FlowEdr>>,
     periodic_quiet: Ts,
     size_quiet: Ts,
 }
 
 /// A key seen in one flow only: most are one-off destinations, so the full [`Series`]
-/// (~850 bytes) is built only when a second flow shares the key. Kept small (40 bytes,
+/// (~850 bytes) is built only when a second flow shares the key. Kept small (32 bytes,
 /// under a 64-bit hash of the key): every live outbound flow has two or three.
 struct Fresh {
     uid: u64,
-    seen: Ts,
     /// Beat time, or [`UNSET`].
     beat: i64,
-    /// Size observation (time, or [`UNSET`]; bytes).
+    /// Size observation time, or [`UNSET`].
     size_at: i64,
-    size: u64,
+    /// Bytes, saturated at `u32::MAX` (as [`SizeSeries::observe`] saturates them).
+    size: u32,
+    /// The sighting began with its beat (else with its size): that time is its age.
+    beat_first: bool,
+}
+
+impl Fresh {
+    /// When the key was first seen (for eviction).
+    fn seen(&self) -> Ts {
+        Ts(if self.beat_first {
+            self.beat
+        } else {
+            self.size_at
+        })
+    }
 }
 
 /// No observation in a [`Fresh`] slot (packet times are never this small).
@@ -103,21 +120,87 @@ enum Obs {
     Force(Ts),
 }
 
-#[derive(Clone)]
-struct DnsName {
-    name: Arc<str>,
+/// The name of one DNS answer, shared by its (host, address) entries, the flows that
+/// started to those addresses and their series: one pointer each.
+struct Name {
+    text: Box<str>,
+    /// [`hash_str`] of the text.
     hash: u64,
+    /// The answer's query or CNAME chain is allowlisted.
     allowed: bool,
+}
+
+/// The name a host last resolved an address from.
+struct DnsName {
+    name: Arc<Name>,
     at: Ts,
 }
 
-/// Per live outbound flow: what its Started found out, and the message bookkeeping.
+/// (host, address) → name. A pair of IPv4 addresses (nearly every entry) is keyed by one
+/// `u64`: its slot takes 24 bytes instead of 56 with two 17-byte `IpAddr`s.
+#[derive(Default)]
+struct DnsNames {
+    v4: HashMap<u64, DnsName>,
+    other: HashMap<(IpAddr, IpAddr), DnsName>,
+}
+
+enum PairKey {
+    V4(u64),
+    Other((IpAddr, IpAddr)),
+}
+
+impl DnsNames {
+    fn key(host: IpAddr, addr: IpAddr) -> PairKey {
+        match (host, addr) {
+            (IpAddr::V4(h), IpAddr::V4(a)) => {
+                PairKey::V4(u64::from(u32::from(h)) << 32 | u64::from(u32::from(a)))
+            }
+            _ => PairKey::Other((host, addr)),
+        }
+    }
+    fn len(&self) -> usize {
+        self.v4.len() + self.other.len()
+    }
+    fn get(&self, host: IpAddr, addr: IpAddr) -> Option<&DnsName> {
+        match Self::key(host, addr) {
+            PairKey::V4(k) => self.v4.get(&k),
+            PairKey::Other(k) => self.other.get(&k),
+        }
+    }
+    fn contains(&self, host: IpAddr, addr: IpAddr) -> bool {
+        self.get(host, addr).is_some()
+    }
+    fn insert(&mut self, host: IpAddr, addr: IpAddr, v: DnsName) {
+        match Self::key(host, addr) {
+            PairKey::V4(k) => self.v4.insert(k, v),
+            PairKey::Other(k) => self.other.insert(k, v),
+        };
+    }
+    fn times(&self) -> impl Iterator<Item = Ts> + '_ {
+        self.v4.values().chain(self.other.values()).map(|d| d.at)
+    }
+    fn retain_after(&mut self, cut: Ts) {
+        self.v4.retain(|_, d| d.at > cut);
+        self.other.retain(|_, d| d.at > cut);
+    }
+}
+
+/// What the EDR feed said about a flow, with what the series keys and scores derive
+/// from it.
+struct FlowEdr {
+    attr: Attribution,
+    /// [`hash_str`] of the executable (or process name); 0 for none.
+    exe: u64,
+    /// Score bonus from [`edr_bonus`].
+    bonus: f64,
+}
+
+/// Per live outbound flow: what its Started found out, and the message bookkeeping
+/// (72 bytes).
 struct FlowState {
     first: Ts,
-    name: Option<(Arc<str>, u64)>,
-    exe: u64,
-    attr: Option<Arc<Attribution>>,
-    bonus: f64,
+    name: Option<Arc<Name>>,
+    edr: Option<Arc<FlowEdr>>,
     msgs: u32,
     /// Messages counted as sizes (then the connection total is not).
     sized_msgs: u32,
@@ -125,10 +208,26 @@ struct FlowState {
     /// Small message sizes seen in this flow, with counts: a keepalive size stays
     /// known while chat or commands of other small sizes come between.
     small: [(u32, u32); SMALL_SIZES],
+}
+
+impl FlowState {
+    fn bonus(&self) -> f64 {
+        self.edr.as_ref().map_or(0.0, |e| e.bonus)
+    }
+    fn exe(&self) -> u64 {
+        self.edr.as_ref().map_or(0, |e| e.exe)
+    }
+}
+
+/// Messages of one connection that are all multiples of one chunk size. Kept apart from
+/// [`FlowState`] (most flows never carry a large message after a pause): created when
+/// the first such message sets a chunk size, removed with the flow.
+#[derive(Default)]
+struct Chunks {
     gcd: u64,
     units: u64,
     counted: u32,
-    chunk_fired: bool,
+    fired: bool,
 }
 
 /// Counters for telemetry and tests.
@@ -152,8 +251,10 @@ pub struct Cadence {
     cfg: CadenceConfig,
     series: HashMap<Key, Series>,
     fresh: HashMap<u64, Fresh>,
-    dns: HashMap<(IpAddr, IpAddr), DnsName>,
+    dns: DnsNames,
     flows: HashMap<u64, FlowState>,
+    /// Chunk state of live flows in `flows` (a subset).
+    chunks: HashMap<u64, Chunks>,
     /// (host, destination name or address) a known-good agent of that host used: its
     /// unattributed flows there are the agent's too (EDR joins miss some flows).
     agent_dests: HashMap<(IpAddr, u64), Ts>,
@@ -165,7 +266,7 @@ pub struct Cadence {
 
 /// Approximate heap bytes of one series (entry plus hash-table overhead).
 pub fn bytes_per_series() -> usize {
-    // plus ~48 bytes for the first sighting that preceded it (Fresh, dropped on promotion)
+    // plus 40 bytes for the first sighting that preceded it (Fresh, dropped on promotion)
     std::mem::size_of::<Key>() + std::mem::size_of::<Series>() + 8
 }
 
@@ -273,8 +374,9 @@ impl Cadence {
             cfg,
             series: HashMap::new(),
             fresh: HashMap::new(),
-            dns: HashMap::new(),
+            dns: DnsNames::default(),
             flows: HashMap::new(),
+            chunks: HashMap::new(),
             agent_dests: HashMap::new(),
             stats: CadenceStats::default(),
             pending: Vec::new(),
@@ -312,8 +414,11 @@ impl Cadence {
             st.name
                 .as_ref()
                 .filter(|_| self.cfg.by_name)
-                .map(|(_, h)| Key::Name { host, name: *h }),
-            (self.cfg.by_process && st.exe != 0).then_some(Key::Proc { host, exe: st.exe }),
+                .map(|n| Key::Name { host, name: n.hash }),
+            (self.cfg.by_process && st.exe() != 0).then_some(Key::Proc {
+                host,
+                exe: st.exe(),
+            }),
         ]
     }
 
@@ -326,7 +431,7 @@ impl Cadence {
             self.stats.allowlisted += 1;
             return;
         }
-        let name = self.dns.get(&(f.orig, f.resp)).cloned();
+        let name = self.dns.get(f.orig, f.resp).map(|d| d.name.clone());
         if name.as_ref().is_some_and(|n| n.allowed) {
             self.stats.allowlisted += 1;
             return;
@@ -346,8 +451,8 @@ impl Cadence {
         } else {
             None
         };
-        let (mut exe, mut bonus) = (0, 0.0);
-        if let Some(a) = &attr {
+        let mut edr = None;
+        if let Some(a) = attr {
             let p = a.process.as_ref();
             let x = p.and_then(|p| p.executable.as_deref());
             let n = p.and_then(|p| p.name.as_deref());
@@ -363,26 +468,25 @@ impl Cadence {
                 }
                 return;
             }
-            exe = x.or(n).map(hash_str).unwrap_or(0);
-            bonus = edr_bonus(a, &self.users).0;
+            let exe = x.or(n).map(hash_str).unwrap_or(0);
+            let bonus = edr_bonus(&a, &self.users).0;
+            edr = Some(Arc::new(FlowEdr {
+                attr: a,
+                exe,
+                bonus,
+            }));
         }
         if self.flows.len() >= self.cfg.max_flows {
             self.evict_flows();
         }
         let st = FlowState {
             first: f.first_ts,
-            name: name.map(|n| (n.name, n.hash)),
-            exe,
-            attr: attr.map(Arc::new),
-            bonus,
+            name,
+            edr,
             msgs: 0,
             sized_msgs: 0,
             last_msg: Ts::ZERO,
             small: [(0, 0); SMALL_SIZES],
-            gcd: 0,
-            units: 0,
-            counted: 0,
-            chunk_fired: false,
         };
         let beat = f.proto == PROTO_UDP || f.history.as_str().starts_with('S');
         let keys = self.keys(f, &st);
@@ -397,7 +501,7 @@ impl Cadence {
             return;
         }
         self.stats.beats += 1;
-        let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
+        let bonus = self.flows.get(&f.uid).map_or(0.0, FlowState::bonus);
         for key in keys.iter().flatten() {
             let (refire, params) = (self.cfg.refire, self.cfg.periodic_params);
             let Some(s) = touch(
@@ -437,7 +541,7 @@ impl Cadence {
             return;
         }
         self.stats.sizes += 1;
-        let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
+        let bonus = self.flows.get(&f.uid).map_or(0.0, FlowState::bonus);
         for key in keys.iter().flatten() {
             let (refire, params, floor) =
                 (self.cfg.refire, self.cfg.size_params, self.cfg.size.floor);
@@ -515,24 +619,31 @@ impl Cadence {
         // Chunks inside one connection: every message a multiple of one size.
         let mut chunk = None;
         if paused {
-            let g = if st.gcd == 0 {
-                bytes
-            } else {
-                gcd(st.gcd, bytes)
+            let known = self.chunks.get_mut(&f.uid);
+            let g = match &known {
+                Some(c) if c.gcd != 0 => gcd(c.gcd, bytes),
+                _ => bytes,
             };
-            if g >= self.cfg.min_chunk_bytes {
-                st.gcd = g;
-                st.units += bytes / g;
-                st.counted += 1;
-            }
-            let min = u64::from(self.cfg.size_params.min_count);
-            if !st.chunk_fired
-                && st.counted >= 3
-                && st.units >= min
-                && st.units > u64::from(st.counted)
-            {
-                st.chunk_fired = true;
-                chunk = Some((st.gcd, st.units, st.counted));
+            // A message below the chunk floor changes nothing: only a chunk size
+            // creates the state.
+            let c = match known {
+                Some(c) => Some(c),
+                None if g >= self.cfg.min_chunk_bytes => {
+                    Some(self.chunks.entry(f.uid).or_default())
+                }
+                None => None,
+            };
+            if let Some(c) = c {
+                if g >= self.cfg.min_chunk_bytes {
+                    c.gcd = g;
+                    c.units += bytes / g;
+                    c.counted += 1;
+                }
+                let min = u64::from(self.cfg.size_params.min_count);
+                if !c.fired && c.counted >= 3 && c.units >= min && c.units > u64::from(c.counted) {
+                    c.fired = true;
+                    chunk = Some((c.gcd, c.units, c.counted));
+                }
             }
         }
         let st = &self.flows[&f.uid];
@@ -557,6 +668,9 @@ impl Cadence {
         let Some(st) = self.flows.remove(&f.uid) else {
             return;
         };
+        if !self.chunks.is_empty() {
+            self.chunks.remove(&f.uid);
+        }
         // A flow whose messages were counted one by one is not counted again as a whole.
         if st.sized_msgs == 0 && f.orig_bytes > 0 {
             let keys = self.keys(f, &st);
@@ -576,7 +690,7 @@ impl Cadence {
         keys: &[Option<Key>; 3],
     ) {
         let Some(key) = keys[0] else { return };
-        let bonus = self.flows.get(&f.uid).map_or(0.0, |s| s.bonus);
+        let bonus = self.flows.get(&f.uid).map_or(0.0, FlowState::bonus);
         let Some(s) = touch(
             &mut self.series,
             &mut self.fresh,
@@ -614,18 +728,20 @@ impl Cadence {
         }
         let allowed = a.cname_chain.iter().any(|n| self.cfg.allow.allows_name(n))
             || self.cfg.allow.allows_name(&a.query);
-        let name: Arc<str> = Arc::from(a.query.as_str());
-        let hash = hash_str(&a.query);
+        let name = Arc::new(Name {
+            text: a.query.as_str().into(),
+            hash: hash_str(&a.query),
+            allowed,
+        });
         for &ip in &a.addrs {
-            if self.dns.len() >= self.cfg.max_dns && !self.dns.contains_key(&(a.client, ip)) {
+            if self.dns.len() >= self.cfg.max_dns && !self.dns.contains(a.client, ip) {
                 self.evict_dns();
             }
             self.dns.insert(
-                (a.client, ip),
+                a.client,
+                ip,
                 DnsName {
                     name: name.clone(),
-                    hash,
-                    allowed,
                     at: a.ts,
                 },
             );
@@ -703,9 +819,9 @@ impl Cadence {
 
     /// Drops the oldest eighth (by last sighting) of a full map: amortised O(1) per insert.
     fn evict_dns(&mut self) {
-        let cut = cutoff(self.dns.values().map(|d| d.at));
+        let cut = cutoff(self.dns.times());
         let before = self.dns.len();
-        self.dns.retain(|_, d| d.at > cut);
+        self.dns.retain_after(cut);
         self.stats.dns_evicted += (before - self.dns.len()) as u64;
     }
     fn evict_flows(&mut self) {
@@ -713,6 +829,8 @@ impl Cadence {
         let before = self.flows.len();
         self.flows.retain(|_, f| f.first > cut);
         self.stats.flows_evicted += (before - self.flows.len()) as u64;
+        let flows = &self.flows;
+        self.chunks.retain(|uid, _| flows.contains_key(uid));
     }
 }
 
@@ -748,7 +866,7 @@ fn touch<'a>(
             Some(fr) => {
                 match obs {
                     Obs::Beat(t) => fr.beat = t.0,
-                    Obs::Size(t, b) => (fr.size_at, fr.size) = (t.0, b),
+                    Obs::Size(t, b) => (fr.size_at, fr.size) = (t.0, saturate(b)),
                     Obs::Force(_) => {}
                 }
                 return None;
@@ -756,22 +874,22 @@ fn touch<'a>(
             None if matches!(obs, Obs::Force(_)) => {}
             None => {
                 if fresh.len() >= cfg.max_flows {
-                    let cut = cutoff(fresh.values().map(|x| x.seen));
-                    fresh.retain(|_, x| x.seen > cut);
+                    let cut = cutoff(fresh.values().map(Fresh::seen));
+                    fresh.retain(|_, x| x.seen() > cut);
                 }
                 let (beat, size_at, size) = match obs {
                     Obs::Beat(t) => (t.0, UNSET, 0),
-                    Obs::Size(t, b) => (UNSET, t.0, b),
+                    Obs::Size(t, b) => (UNSET, t.0, saturate(b)),
                     Obs::Force(_) => unreachable!("handled above"),
                 };
                 fresh.insert(
                     fk,
                     Fresh {
                         uid: f.uid,
-                        seen: now,
                         beat,
                         size_at,
                         size,
+                        beat_first: beat != UNSET,
                     },
                 );
                 return None;
@@ -795,7 +913,7 @@ fn touch<'a>(
         uid: f.uid,
         ips: [None; MAX_DEST_IPS],
         name: None,
-        attr: None,
+        edr: None,
         periodic_quiet: Ts::ZERO,
         size_quiet: Ts::ZERO,
     });
@@ -804,7 +922,7 @@ fn touch<'a>(
             s.beats.observe(Ts(fr.beat));
         }
         if fr.size_at != UNSET {
-            s.sizes.observe(Ts(fr.size_at), fr.size);
+            s.sizes.observe(Ts(fr.size_at), u64::from(fr.size));
         }
     }
     s.last_seen = s.last_seen.max(now);
@@ -823,13 +941,18 @@ fn touch<'a>(
     }
     if let Some(st) = flows.get(&f.uid) {
         if s.name.is_none() {
-            s.name = st.name.as_ref().map(|(n, _)| n.clone());
+            s.name.clone_from(&st.name);
         }
-        if st.attr.is_some() {
-            s.attr.clone_from(&st.attr);
+        if st.edr.is_some() {
+            s.edr.clone_from(&st.edr);
         }
     }
     Some(s)
+}
+
+/// Bytes as a [`Fresh`] keeps them: a [`SizeSeries`] saturates at `u32::MAX` too.
+fn saturate(bytes: u64) -> u32 {
+    bytes.min(u64::from(u32::MAX)) as u32
 }
 
 /// The time at or below which the oldest eighth of `times` lies.
@@ -850,8 +973,10 @@ fn target(key: &Key, s: &Series) -> String {
     };
     let n = s.ips.iter().flatten().count();
     match (key, &s.name) {
-        (Key::Name { .. }, Some(name)) if n > 1 => format!("{name} ({n} addresses, last {addr})"),
-        (_, Some(name)) => format!("{name} at {addr}"),
+        (Key::Name { .. }, Some(name)) if n > 1 => {
+            format!("{} ({n} addresses, last {addr})", name.text)
+        }
+        (_, Some(name)) => format!("{} at {addr}", name.text),
         _ => addr,
     }
 }
@@ -863,14 +988,15 @@ fn base_alert(an: Analytic, key: &Key, s: &Series, at: Ts) -> Alert {
     let mut a = Alert::new(an, at, host, s.peer, s.port);
     a.proto = s.proto;
     a.src_port = s.src_port;
-    a.dest_name = s.name.as_ref().map(|n| n.to_string());
+    a.dest_name = s.name.as_ref().map(|n| n.text.to_string());
     let ips: Vec<IpAddr> = s.ips.iter().flatten().copied().collect();
     if ips.len() > 1 {
         a.dest_ips = ips;
     }
-    a.attribution = s.attr.as_ref().map(|x| (**x).clone());
+    a.attribution = s.edr.as_ref().map(|x| x.attr.clone());
     a.flow_uids.push(s.uid);
-    if let (Key::Proc { .. }, Some(p)) = (key, s.attr.as_ref().and_then(|x| x.process.as_ref())) {
+    let process = s.edr.as_ref().and_then(|x| x.attr.process.as_ref());
+    if let (Key::Proc { .. }, Some(p)) = (key, process) {
         let who = p.executable.as_deref().or(p.name.as_deref()).unwrap_or("?");
         a.reasons.push(format!("process series of {who}"));
     }
@@ -911,8 +1037,8 @@ fn periodic_alert(
         ),
     );
     a.reasons.extend(v.reasons.iter().cloned());
-    if let Some(attr) = &s.attr {
-        a.reasons.extend(edr_bonus(attr, users).1);
+    if let Some(edr) = &s.edr {
+        a.reasons.extend(edr_bonus(&edr.attr, users).1);
     }
     a.cadence = Some(v.cadence());
     a
@@ -939,8 +1065,8 @@ fn size_alert(
         ),
     );
     a.reasons.extend(v.reasons.iter().cloned());
-    if let Some(attr) = &s.attr {
-        a.reasons.extend(edr_bonus(attr, users).1);
+    if let Some(edr) = &s.edr {
+        a.reasons.extend(edr_bonus(&edr.attr, users).1);
     }
     a.cadence = Some(v.cadence());
     a
@@ -1318,6 +1444,10 @@ mod tests {
         assert!(st.series <= 64 && st.series_evicted > 0, "{st:?}");
         assert!(d.fresh.len() <= 64);
         assert!(bytes_per_series() < 1024, "{}", bytes_per_series());
+        // what every live outbound flow costs (module doc)
+        assert_eq!(std::mem::size_of::<(u64, FlowState)>(), 80);
+        assert_eq!(std::mem::size_of::<(u64, Fresh)>(), 40);
+        assert_eq!(std::mem::size_of::<(u64, DnsName)>(), 24);
         eprintln!("bytes per series: {}", bytes_per_series());
     }
 

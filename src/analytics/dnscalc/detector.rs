@@ -20,7 +20,7 @@ use crate::time::{Dur, Ts};
 use super::config::DnsCalcConfig;
 use super::derivation::{canonical, AddrTransform, Derivation, Family, Operands};
 use super::memory::{
-    entry, octet_sig, Answered, HostState, Hosts, Remembered, KEEP_ADDRS, KEY_PORT, KEY_SIG,
+    entry, octet_sig, Addrs, Answered, HostState, Hosts, Remembered, KEEP_ADDRS, KEY_PORT, KEY_SIG,
 };
 use super::unusual::{NameHistory, Unusual};
 
@@ -372,7 +372,7 @@ fn base_alert(analytic: Analytic, f: &FlowRecord, r: &Remembered) -> Alert {
     a.flow_uids.push(f.uid);
     a.dns = Some(AlertDns {
         query: r.query.to_string(),
-        answers: r.addrs().to_vec(),
+        answers: r.addrs.to_vec(),
         ttl: r.ttl,
         answered_at: r.ts,
         derivation: None,
@@ -416,7 +416,7 @@ fn check_calculated(
             continue;
         }
         matched = true;
-        let a = r.addrs[(e & 0xff) as usize];
+        let a = r.addrs.get((e & 0xff) as usize);
         let kind = if a == dst {
             HitKind::Port
         } else if !*dns_less.get_or_insert_with(|| env.dns_less(st, dst)) {
@@ -454,7 +454,7 @@ fn check_calculated(
                     if r.ts > now || r.ts < from {
                         continue;
                     }
-                    let a = r.addrs[(e & 0xff) as usize];
+                    let a = r.addrs.get((e & 0xff) as usize);
                     let Some(t) = AddrTransform::between(a, dst).filter(|t| !t.is_neighbour())
                     else {
                         continue;
@@ -487,9 +487,9 @@ fn check_calculated(
     let (mut in_window, mut m_dst, mut imm_addrs) = (0usize, 0usize, 0usize);
     for x in st.recent(now, cfg.window) {
         in_window += 1;
-        m_dst += usize::from(x.addrs().contains(&dst));
+        m_dst += usize::from(x.addrs.contains(dst));
         if x.ts >= imm_from {
-            imm_addrs += x.n_addrs as usize;
+            imm_addrs += x.addrs.len();
         }
     }
     let k = match hit.addr {
@@ -570,7 +570,7 @@ fn check_calculated(
                 }
             }
             // Many addresses in memory give the transforms more chances to hit.
-            score -= (0.002 * (in_window * KEEP_ADDRS.min(r.n_addrs as usize)) as f64).min(0.1);
+            score -= (0.002 * (in_window * KEEP_ADDRS.min(r.addrs.len())) as f64).min(0.1);
         }
     }
     if r.ttl <= 300 {
@@ -638,7 +638,7 @@ fn check_unusual(env: &Env, st: &HostState, f: &FlowRecord, dst: IpAddr) -> Opti
         if r.unusual.evidence() < cfg.unusual.min_evidence {
             continue;
         }
-        if r.addrs().contains(&dst) {
+        if r.addrs.contains(dst) {
             direct = Some(r);
             break;
         }
@@ -714,13 +714,13 @@ impl Detector for DnsCalc {
         for &ip in &a.addrs {
             self.answered.insert(canonical(ip));
         }
-        let mut addrs = [canonical(a.addrs[0]); KEEP_ADDRS];
+        let mut kept = [canonical(a.addrs[0]); KEEP_ADDRS];
         let n = a.addrs.len().min(KEEP_ADDRS);
         // Derived ports and shuffle signatures, computed once here so that a flow costs
         // lookups only. Standard and allowlisted ports are never checked: not indexed.
         let scratch = &mut self.scratch;
         scratch.clear();
-        for (i, slot) in addrs.iter_mut().enumerate().take(n) {
+        for (i, slot) in kept.iter_mut().enumerate().take(n) {
             let ip = canonical(a.addrs[i]);
             *slot = ip;
             if cfg.calculated_port {
@@ -741,8 +741,7 @@ impl Detector for DnsCalc {
             seq: 0,
             ts: a.ts,
             query: Arc::from(a.query.as_str()),
-            addrs,
-            n_addrs: n as u8,
+            addrs: Addrs::new(&kept[..n]),
             ttl: a.min_ttl,
             rcode: a.rcode,
             unusual,

@@ -12,7 +12,7 @@
 //! oldest answers go first. See [`HostState::heap_bytes`].
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -51,23 +51,88 @@ pub fn octet_sig(a: [u8; 4]) -> u32 {
     u32::from_be_bytes(o)
 }
 
+/// The kept addresses of one answer (at most [`KEEP_ADDRS`], canonical), in answer
+/// order. An answer of IPv4 addresses only (nearly all) keeps them inline in 4 bytes
+/// each: a [`Remembered`] takes 80 bytes instead of 160 with eight 17-byte `IpAddr`s,
+/// and every host's ring holds up to `max_answers_per_host` of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addrs {
+    V4 {
+        addrs: [Ipv4Addr; KEEP_ADDRS],
+        n: u8,
+    },
+    Mixed(Box<[IpAddr]>),
+}
+
+impl Addrs {
+    /// The first [`KEEP_ADDRS`] of `ips`.
+    pub fn new(ips: &[IpAddr]) -> Addrs {
+        let ips = &ips[..ips.len().min(KEEP_ADDRS)];
+        let first = match ips.first() {
+            Some(IpAddr::V4(a)) => *a,
+            _ => Ipv4Addr::UNSPECIFIED,
+        };
+        let mut v4 = [first; KEEP_ADDRS];
+        for (slot, ip) in v4.iter_mut().zip(ips) {
+            match ip {
+                IpAddr::V4(a) => *slot = *a,
+                IpAddr::V6(_) => return Addrs::Mixed(ips.into()),
+            }
+        }
+        Addrs::V4 {
+            addrs: v4,
+            n: ips.len() as u8,
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Addrs::V4 { n, .. } => usize::from(*n),
+            Addrs::Mixed(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Address `i` (index entries name their slot, `i < len()`); past the end, the
+    /// first address, so that an [`Addrs::new`] never makes it panic.
+    pub fn get(&self, i: usize) -> IpAddr {
+        match self {
+            Addrs::V4 { addrs, .. } => IpAddr::V4(addrs.get(i).copied().unwrap_or(addrs[0])),
+            Addrs::Mixed(v) => v.get(i).copied().unwrap_or(v[0]),
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (Addrs::V4 { addrs, n }, IpAddr::V4(a)) => addrs[..usize::from(*n)].contains(&a),
+            (Addrs::V4 { .. }, IpAddr::V6(_)) => false,
+            (Addrs::Mixed(v), ip) => v.contains(&ip),
+        }
+    }
+    pub fn to_vec(&self) -> Vec<IpAddr> {
+        self.iter().collect()
+    }
+    /// Heap bytes held (the boxed addresses of a mixed answer).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Addrs::V4 { .. } => 0,
+            Addrs::Mixed(v) => std::mem::size_of_val::<[IpAddr]>(v),
+        }
+    }
+}
+
 /// One answer as remembered for its host (addresses canonical: mapped IPv4 as IPv4).
 #[derive(Clone, Debug)]
 pub struct Remembered {
     pub seq: u32,
     pub ts: Ts,
     pub query: Arc<str>,
-    pub addrs: [IpAddr; KEEP_ADDRS],
-    pub n_addrs: u8,
+    pub addrs: Addrs,
     pub ttl: u32,
     pub rcode: u16,
     pub unusual: Unusual,
-}
-
-impl Remembered {
-    pub fn addrs(&self) -> &[IpAddr] {
-        &self.addrs[..self.n_addrs as usize]
-    }
 }
 
 /// Everything kept about one internal host.
@@ -192,12 +257,16 @@ impl HostState {
 
     /// Whether any remembered answer named `ip` (canonical).
     pub fn answered(&self, ip: IpAddr) -> bool {
-        self.answers.iter().any(|r| r.addrs().contains(&ip))
+        self.answers.iter().any(|r| r.addrs.contains(ip))
     }
 
     /// Heap bytes held (ring, index, names counted once each, baseline).
     pub fn heap_bytes(&self) -> usize {
-        let names: usize = self.answers.iter().map(|r| r.query.len() + 16).sum();
+        let names: usize = self
+            .answers
+            .iter()
+            .map(|r| r.query.len() + 16 + r.addrs.heap_bytes())
+            .sum();
         self.answers.capacity() * std::mem::size_of::<Remembered>()
             + self.index.capacity() * 8
             + 512
@@ -210,6 +279,9 @@ impl HostState {
 /// Merges sorted `new` into sorted `v` in place, from the back.
 fn merge_into(v: &mut Vec<u64>, new: &[u64]) {
     let (n, m) = (v.len(), new.len());
+    // Exact growth: the index keeps its high-water mark (at most MAX_INDEX), not up to
+    // twice that; the merge copies every entry anyway.
+    v.reserve_exact(m);
     v.resize(n + m, 0);
     let (mut i, mut j, mut k) = (n, m, n + m);
     while j > 0 {
@@ -350,8 +422,7 @@ mod tests {
             seq: 0,
             ts: Ts::from_secs(t),
             query: Arc::from(name),
-            addrs: [IpAddr::from([1, 2, 3, 4]); KEEP_ADDRS],
-            n_addrs: 1,
+            addrs: Addrs::new(&[IpAddr::from([1, 2, 3, 4])]),
             ttl: 60,
             rcode: 0,
             unusual: Unusual::default(),
@@ -405,6 +476,24 @@ mod tests {
             }
         }
         assert!(s.answers.len() <= 4);
+    }
+
+    #[test]
+    fn addrs_keep_order_inline_for_ipv4_and_boxed_otherwise() {
+        assert_eq!(std::mem::size_of::<Remembered>(), 80);
+        let v4: Vec<IpAddr> = (1..=10u8).map(|i| IpAddr::from([192, 0, 2, i])).collect();
+        let a = Addrs::new(&v4);
+        assert!(matches!(a, Addrs::V4 { n: 8, .. }));
+        assert_eq!(a.to_vec(), v4[..KEEP_ADDRS].to_vec());
+        assert!(a.contains(v4[7]) && !a.contains(v4[8]));
+        assert!(!a.contains("2001:db8::1".parse().unwrap()));
+        let mixed: Vec<IpAddr> = vec![v4[0], "2001:db8::1".parse().unwrap()];
+        let m = Addrs::new(&mixed);
+        assert!(matches!(m, Addrs::Mixed(_)));
+        assert_eq!((m.len(), m.get(1)), (2, mixed[1]));
+        assert!(m.contains(mixed[0]) && m.contains(mixed[1]) && !m.contains(v4[1]));
+        assert_eq!((a.get(8), m.get(5)), (v4[0], mixed[0]));
+        assert!(Addrs::new(&[]).is_empty());
     }
 
     #[test]
