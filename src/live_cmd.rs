@@ -296,17 +296,30 @@ fn set_capabilities(caps: &[u32]) -> std::io::Result<()> {
 
 /// Starts following the EDR feeds (from their first line, then as they grow and
 /// rotate); the index ages events out after `[edr] max_age_s`.
+/// With a publisher, every line also goes to the analytics tier.
 fn follow_edr(
     paths: &[PathBuf],
     edr: &LiveEdrConfig,
     stop: Arc<AtomicBool>,
+    publisher: Option<&Arc<crate::bus::publish::Publisher>>,
 ) -> Option<(Arc<EdrIndex>, std::thread::JoinHandle<()>)> {
     if paths.is_empty() {
         return None;
     }
     let index = Arc::new(EdrIndex::new(edr.index_config()));
-    let h =
-        crate::enrichment::live::spawn_follower_with(paths.to_vec(), index.clone(), stop, edr.poll);
+    let tap = publisher.map(|p| {
+        let p = p.clone();
+        Arc::new(move |feed: u16, line_no: u64, format, text: &str| {
+            p.forward_edr_line(feed, line_no, format, text)
+        }) as crate::enrichment::live::LineTap
+    });
+    let h = crate::enrichment::live::spawn_follower_tapped(
+        paths.to_vec(),
+        index.clone(),
+        stop,
+        edr.poll,
+        tap,
+    );
     Some((index, h))
 }
 
@@ -396,14 +409,8 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
     };
     let (stop, reopen) = crate::signals::install();
     let edr_stop = Arc::new(AtomicBool::new(false));
-    if a.publish.publish.is_some() && !a.edr.is_empty() {
-        return Err(
-            "--edr with --publish: a live capture tier does not forward a followed \
-             feed; give it to `portent analyze --edr`"
-                .into(),
-        );
-    }
-    let edr = follow_edr(&a.edr, &edr_cfg, edr_stop.clone());
+    let publisher = a.publish.connect(&config, true)?;
+    let edr = follow_edr(&a.edr, &edr_cfg, edr_stop.clone(), publisher.as_ref());
     if !a.quiet && edr.is_some() {
         eprintln!(
             "portent: following {} EDR feed(s); alerts wait up to {:?} for their process",
@@ -414,7 +421,6 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
     let attributor = edr
         .as_ref()
         .map(|(i, _)| i.clone() as Arc<dyn crate::enrichment::Attributor>);
-    let publisher = a.publish.connect(&config, true)?;
     let detectors = match &publisher {
         Some(_) => pipeline::no_detectors(),
         None => crate::analytics::detectors_with_state(state),
@@ -435,15 +441,16 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
         publish: publisher.clone(),
     };
     let summary = pipeline::run(source.as_dyn(), opts);
+    // The followers first: the lines they forward are flushed with the rest.
+    edr_stop.store(true, Ordering::Relaxed);
+    if let Some((_, h)) = edr {
+        let _ = h.join();
+    }
     if let Some(p) = &publisher {
         let ps = p.finish(std::time::Duration::from_secs(10));
         if !a.quiet {
             eprintln!("{}", ps.render());
         }
-    }
-    edr_stop.store(true, Ordering::Relaxed);
-    if let Some((_, h)) = edr {
-        let _ = h.join();
     }
     let summary = summary.map_err(|e| e.to_string())?;
     let counters = source.counters();

@@ -226,7 +226,13 @@ fn capture(broker: &Broker, topic: &str, pcap: &Path, name: &str, edr: Option<&P
     c.spawn().unwrap()
 }
 
+/// An analytics instance expecting two capture instances (`extra` may say otherwise).
 fn analyze(broker: &Broker, topic: &str, group: &str, alerts: &Path, extra: &[&str]) -> Child {
+    let producers = if extra.contains(&"--producers") {
+        &[][..]
+    } else {
+        &["--producers", "2"][..]
+    };
     Command::new(BIN)
         .arg("analyze")
         .args(["--consume", &broker.url(topic), "--group", group])
@@ -234,8 +240,9 @@ fn analyze(broker: &Broker, topic: &str, group: &str, alerts: &Path, extra: &[&s
         .arg(alerts)
         .arg("--stats")
         .arg(alerts.with_extension("stats.json"))
-        .args(["--producers", "2", "-q"])
+        .arg("-q")
         .args(GROUP_OPTS)
+        .args(producers)
         .args(extra)
         .spawn()
         .unwrap()
@@ -528,4 +535,109 @@ fn a_live_publisher_drops_and_counts_when_the_broker_is_gone() {
     );
     let s = p.finish(Duration::from_secs(5));
     assert_eq!(s.delivered, 0, "{s:?}");
+}
+
+/// (analytic, source, destination, port, executable): what attribution adds.
+fn attributed_keys(f: &Path) -> BTreeSet<(Key, String)> {
+    let text = std::fs::read_to_string(f).unwrap_or_default();
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let k = (
+            v["analytic"].as_str().unwrap().to_string(),
+            v["src_ip"].as_str().unwrap().to_string(),
+            v["dest_ip"].as_str().unwrap().to_string(),
+            v["dest_port"].as_u64().unwrap(),
+        );
+        let exe = v["process"]["executable"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        out.insert((k, exe));
+    }
+    out
+}
+
+/// The EDR feed as `portent live --edr --publish` follows and forwards it: the analytics
+/// tier attributes the alerts as one replay with the feed does (process included, and
+/// the analytic that needs the feed fires).
+#[test]
+fn a_followed_edr_feed_is_forwarded_to_the_analytics_tier() {
+    use portent::bus::publish::{PublishConfig, Publisher};
+    use portent::enrichment::index::{EdrIndex, IndexConfig};
+    use portent::enrichment::live::{spawn_follower_tapped, LineTap};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let broker = Broker::start(dir);
+    simulate(dir, 7);
+    let single = dir.join("single.jsonl");
+    let keys = single_replay(dir);
+    let expected = attributed_keys(&single);
+    assert!(
+        expected
+            .iter()
+            .any(|(k, e)| k.0 == "nonbrowser_outbound_deviation" && !e.is_empty()),
+        "{expected:?}"
+    );
+
+    let mut cfg = PublishConfig::new(broker.url("fol").parse().unwrap());
+    cfg.partitions = 4;
+    cfg.live = true;
+    cfg.name = "edr-sensor".into();
+    let p = Publisher::connect(&cfg, portent::config::Config::default().home_net).unwrap();
+    let feed = dir.join("edr.jsonl");
+    let lines = std::fs::read_to_string(&feed)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64;
+    let index = Arc::new(EdrIndex::new(IndexConfig::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let fwd = p.clone();
+    let tap: LineTap =
+        Arc::new(move |feed, n, format, text: &str| fwd.forward_edr_line(feed, n, format, text));
+    let follower = spawn_follower_tapped(
+        vec![feed],
+        index,
+        stop.clone(),
+        Duration::from_millis(50),
+        Some(tap),
+    );
+    let until = Instant::now() + Duration::from_secs(60);
+    while p.counts.published.load(Ordering::Relaxed) < lines * 4 {
+        assert!(
+            Instant::now() < until,
+            "forwarded {} of {}",
+            p.counts.published.load(Ordering::Relaxed),
+            lines * 4
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    follower.join().unwrap();
+    let ps = p.finish(Duration::from_secs(30));
+    assert_eq!((ps.delivered, ps.dropped), (lines * 4, 0), "{ps:?}");
+
+    // The flows from a capture instance without the feed.
+    let c = capture(&broker, "fol", &dir.join("traffic.pcap"), "cap", None);
+    wait_ok(c, "capture", Duration::from_secs(120));
+    let out = dir.join("an.jsonl");
+    let an = analyze(
+        &broker,
+        "fol",
+        "g-fol",
+        &out,
+        &["--producers", "1", "--exit-idle", "5"],
+    );
+    wait_ok(an, "analytics", Duration::from_secs(180));
+    assert_eq!(alert_keys(&[&out]), keys);
+    assert_eq!(attributed_keys(&out), expected);
+    assert_eq!(
+        stats(&out)["edr_lines"].as_u64(),
+        Some(lines),
+        "{}",
+        stats(&out)
+    );
 }

@@ -375,6 +375,10 @@ impl EdrIngest {
         if line_no <= *seen {
             return false;
         }
+        if adapter.format() != Some(format) {
+            // A followed feed rotated to a file in another format.
+            *adapter = Adapter::new(format);
+        }
         *seen = line_no;
         reader::ingest_line(adapter, line_no, line, &self.index, &mut self.stats);
         true
@@ -514,6 +518,7 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
     let mut rate_window = (Instant::now(), 0u64);
     let mut merged_stats: BTreeMap<i32, MergeStats> = BTreeMap::new();
 
+    let debug = std::env::var_os("PORTENT_KAFKA_DEBUG").is_some();
     loop {
         if stop.load(AtomicOrdering::Relaxed) {
             break;
@@ -600,7 +605,11 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
                     continue;
                 };
                 if offset < st.next {
-                    // Seen already (a fetch restarted from an older offset).
+                    // Seen already (a fetch restarted from an older offset). While a
+                    // resync reads up to `next`, this is progress: no further step back.
+                    if let Some(r) = st.resync.as_mut() {
+                        r.since = Instant::now();
+                    }
                     continue;
                 }
                 if offset > st.next {
@@ -663,7 +672,7 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
                     for al in alerts.drain(..) {
                         if suppress {
                             s.replayed_suppressed += 1;
-                            if std::env::var_os("PORTENT_KAFKA_DEBUG").is_some() {
+                            if debug {
                                 eprintln!(
                                     "portent analyze: suppressed p{pnum}@{offset} {} {} {} {}",
                                     al.analytic.name(),
@@ -699,7 +708,11 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
         }
         if last_commit.elapsed() >= Duration::from_millis(500) {
             for (p, st) in parts.iter_mut() {
-                if st.resync.is_some_and(|r| r.since.elapsed() >= RESYNC_AFTER) {
+                // Nothing came at all (a fetch from inside the newest batch). While
+                // other records arrive, a gap record of this partition will tell.
+                if st.resync.is_some_and(|r| r.since.elapsed() >= RESYNC_AFTER)
+                    && last_msg.elapsed() >= RESYNC_AFTER
+                {
                     step_back(&consumer, &url.topic, *p, st, &mut s);
                 }
             }
@@ -709,6 +722,20 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
         }
         if last_lag.elapsed() >= Duration::from_secs(5) {
             last_lag = Instant::now();
+            if debug {
+                for (p, st) in &parts {
+                    eprintln!(
+                        "portent analyze: debug: partition {p}: next {} committed {} ended {} \
+                         resync {:?}; others waiting {}; idle {:.0} s",
+                        st.next,
+                        st.committed,
+                        st.merge.finished(),
+                        st.resync.map(|r| (r.back, r.at_start)),
+                        watch.others_waiting(),
+                        last_msg.elapsed().as_secs_f64()
+                    );
+                }
+            }
             for (p, st) in &parts {
                 if let Ok((_, high)) =
                     consumer.fetch_watermarks(&url.topic, *p, Duration::from_millis(500))

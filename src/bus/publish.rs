@@ -119,6 +119,8 @@ pub struct Publisher {
     heartbeat: Dur,
     home: NetSet,
     last_metrics: std::sync::Mutex<Instant>,
+    /// Sequence of this instance's EDR line records.
+    edr_seq: AtomicU64,
 }
 
 impl Publisher {
@@ -166,6 +168,7 @@ impl Publisher {
             heartbeat: cfg.heartbeat,
             home,
             last_metrics: std::sync::Mutex::new(Instant::now()),
+            edr_seq: AtomicU64::new(0),
         }))
     }
 
@@ -225,13 +228,6 @@ impl Publisher {
     /// Publishes EDR feed files, every line to every partition (attribution joins lines
     /// across hosts: inventory, process starts, ESXi VM lines). Returns lines published.
     pub fn publish_edr(&self, paths: &[std::path::PathBuf]) -> Result<u64, String> {
-        let producer = ProducerId {
-            instance: self.instance,
-            epoch: self.epoch,
-            worker: 0,
-            workers: 1,
-        };
-        let mut seq = 0u64;
         let mut buf = Vec::new();
         let mut total = 0;
         for (feed, path) in paths.iter().enumerate() {
@@ -254,30 +250,56 @@ impl Publisher {
                 let Ok(text) = std::str::from_utf8(&line) else {
                     continue;
                 };
-                let text = text.trim_end_matches(['\r', '\n']);
-                if text.trim().is_empty() {
-                    continue;
+                if self.edr_line(feed as u16, line_no, format, text, &mut buf) {
+                    total += 1;
                 }
-                seq += 1;
-                let body = Body::EdrLine {
-                    feed: feed as u16,
-                    line_no,
-                    format,
-                    line: text.to_string(),
-                };
-                let env = Envelope {
-                    producer,
-                    seq,
-                    at: Ts::ZERO,
-                };
-                record::encode(&env, &body, &mut buf);
-                for p in 0..self.partitions as i32 {
-                    self.send(p, b"edr", &buf, Ts::ZERO);
-                }
-                total += 1;
             }
         }
         Ok(total)
+    }
+
+    /// One line of a followed EDR feed (live), to every partition. `line_no` must grow
+    /// across the feed's rotations: the analytics tier ingests each (feed, line) once.
+    pub fn forward_edr_line(&self, feed: u16, line_no: u64, format: Format, line: &str) {
+        let mut buf = Vec::with_capacity(line.len() + 64);
+        self.edr_line(feed, line_no, format, line, &mut buf);
+    }
+
+    fn edr_line(
+        &self,
+        feed: u16,
+        line_no: u64,
+        format: Format,
+        text: &str,
+        buf: &mut Vec<u8>,
+    ) -> bool {
+        let text = text.trim_end_matches(['\r', '\n']);
+        if text.trim().is_empty() {
+            return false;
+        }
+        let producer = ProducerId {
+            instance: self.instance,
+            epoch: self.epoch,
+            worker: 0,
+            workers: 1,
+        };
+        let body = Body::EdrLine {
+            feed,
+            line_no,
+            format,
+            line: text.to_string(),
+        };
+        let env = Envelope {
+            producer,
+            seq: self.edr_seq.fetch_add(1, Ordering::Relaxed) + 1,
+            at: Ts::ZERO,
+        };
+        buf.clear();
+        record::encode(&env, &body, buf);
+        for p in 0..self.partitions as i32 {
+            self.send(p, b"edr", buf, Ts::ZERO);
+        }
+        true
     }
 
     /// Waits for queued records (up to `timeout`) and returns the counts.

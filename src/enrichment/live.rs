@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::index::EdrIndex;
-use super::reader::{follow, ingest_followed, Adapter, EdrStats};
+use super::reader::{follow, ingest_followed, Adapter, EdrStats, Format};
 use super::Attributor;
 use crate::analytics::Alert;
 use crate::config::{Config, ConfigError, Section};
@@ -102,6 +102,11 @@ pub fn spawn_follower(
     spawn_follower_with(paths, index, stop, Duration::from_millis(200))
 }
 
+/// Gets every line a follower ingests once its format is known: (feed, the line's
+/// number counted across the feed's rotations, format, text). The capture tier forwards
+/// them to the analytics tier with it.
+pub type LineTap = Arc<dyn Fn(u16, u64, Format, &str) + Send + Sync>;
+
 /// [`spawn_follower`] with the poll interval (`[edr] poll_ms`).
 pub fn spawn_follower_with(
     paths: Vec<PathBuf>,
@@ -109,15 +114,28 @@ pub fn spawn_follower_with(
     stop: Arc<AtomicBool>,
     poll: Duration,
 ) -> JoinHandle<()> {
+    spawn_follower_tapped(paths, index, stop, poll, None)
+}
+
+/// [`spawn_follower_with`], handing each ingested line to `tap` too (feed = the path's
+/// position in `paths`).
+pub fn spawn_follower_tapped(
+    paths: Vec<PathBuf>,
+    index: Arc<EdrIndex>,
+    stop: Arc<AtomicBool>,
+    poll: Duration,
+    tap: Option<LineTap>,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("edr-follow".into())
         .spawn(move || {
             let mut handles = Vec::new();
-            for p in paths {
-                let (index, stop) = (index.clone(), stop.clone());
+            for (feed, p) in paths.into_iter().enumerate() {
+                let (index, stop, tap) = (index.clone(), stop.clone(), tap.clone());
+                let tap = tap.map(|t| (feed as u16, t));
                 let h = std::thread::Builder::new()
                     .name("edr-tail".into())
-                    .spawn(move || follow_one(&p, &index, &stop, poll));
+                    .spawn(move || follow_one(&p, &index, &stop, poll, tap));
                 match h {
                     Ok(h) => handles.push(h),
                     Err(e) => eprintln!("portent: cannot start EDR follower: {e}"),
@@ -135,9 +153,17 @@ pub fn spawn_follower_with(
         .expect("spawning a thread")
 }
 
-fn follow_one(path: &std::path::Path, index: &EdrIndex, stop: &AtomicBool, poll: Duration) {
+fn follow_one(
+    path: &std::path::Path,
+    index: &EdrIndex,
+    stop: &AtomicBool,
+    poll: Duration,
+    tap: Option<(u16, LineTap)>,
+) {
     let mut stats = EdrStats::default();
     let mut warned = std::collections::BTreeSet::new();
+    // Lines handed to the tap, across rotations and restarts.
+    let mut tapped = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let mut adapter = Adapter::detecting();
         let mut generation = 0;
@@ -149,6 +175,15 @@ fn follow_one(path: &std::path::Path, index: &EdrIndex, stop: &AtomicBool, poll:
                 adapter = Adapter::detecting();
             }
             ingest_followed(&mut adapter, &line, index, &mut stats);
+            if let (Some((feed, tap)), Some(format)) = (&tap, adapter.format()) {
+                // Lines before the format was known were rejected; so they are upstream.
+                if let Ok(text) = std::str::from_utf8(line.bytes) {
+                    if !line.too_long && !text.trim().is_empty() {
+                        tapped += 1;
+                        tap(*feed, tapped, format, text);
+                    }
+                }
+            }
             for (reason, first) in &stats.first_rejected {
                 if warned.insert(*reason) {
                     eprintln!(
