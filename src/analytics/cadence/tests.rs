@@ -44,6 +44,31 @@ fn metronome_fires_with_exact_period() {
     assert_eq!(c.count, Some(40));
 }
 
+/// Regression: an hourly beacon with ±40 % uniform jitter and missed beats (the
+/// intervals of one day of `compare`'s 60 min / 40 % / 5 % cell) locked onto ~0.7 P,
+/// where the upper half of the singles fold as doubles: 9 invented beats in 28, over
+/// `max_missed`, so it never fired. The longer-candidate step finds the hour.
+#[test]
+fn heavy_jitter_does_not_lock_onto_a_fraction_of_the_period() {
+    let ivals = [
+        4608.0, 2241.0, 2347.0, 4011.0, 9018.0, 3085.0, 2551.0, 3460.0, 2644.0, 4768.0, 2731.0,
+        2267.0, 3737.0, 7267.0, 2640.0, 8229.0, 2918.0, 2646.0, 3187.0, 4642.0, 4485.0,
+    ];
+    let mut times = vec![0.0];
+    for d in ivals {
+        times.push(times.last().unwrap() + d);
+    }
+    let v = feed(&times)
+        .evaluate(&PeriodicParams::default())
+        .expect("fires");
+    assert!(
+        (v.period_s - 3600.0).abs() < 0.15 * 3600.0,
+        "{}",
+        v.period_s
+    );
+    assert!(v.stats.missed_fraction <= 0.25, "{:?}", v.stats);
+}
+
 #[test]
 fn missed_beats_are_folded() {
     // every 7th beat missing, 5 % uniform jitter
