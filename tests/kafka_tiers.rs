@@ -177,18 +177,22 @@ fn pair_side(x: IpAddr, y: IpAddr) -> usize {
 
 type Key = (String, String, String, u64);
 
+fn alert_key(v: &serde_json::Value) -> Key {
+    (
+        v["analytic"].as_str().unwrap().to_string(),
+        v["src_ip"].as_str().unwrap().to_string(),
+        v["dest_ip"].as_str().unwrap().to_string(),
+        v["dest_port"].as_u64().unwrap(),
+    )
+}
+
 fn alert_keys(files: &[&Path]) -> BTreeSet<Key> {
     let mut s = BTreeSet::new();
     for f in files {
         let text = std::fs::read_to_string(f).unwrap_or_default();
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            s.insert((
-                v["analytic"].as_str().unwrap().to_string(),
-                v["src_ip"].as_str().unwrap().to_string(),
-                v["dest_ip"].as_str().unwrap().to_string(),
-                v["dest_port"].as_u64().unwrap(),
-            ));
+            s.insert(alert_key(&v));
         }
     }
     s
@@ -543,17 +547,11 @@ fn attributed_keys(f: &Path) -> BTreeSet<(Key, String)> {
     let mut out = BTreeSet::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let k = (
-            v["analytic"].as_str().unwrap().to_string(),
-            v["src_ip"].as_str().unwrap().to_string(),
-            v["dest_ip"].as_str().unwrap().to_string(),
-            v["dest_port"].as_u64().unwrap(),
-        );
         let exe = v["process"]["executable"]
             .as_str()
             .unwrap_or("")
             .to_string();
-        out.insert((k, exe));
+        out.insert((alert_key(&v), exe));
     }
     out
 }

@@ -114,8 +114,9 @@ pub struct AnalyzeSummary {
     /// Seeks back because a fetch from a partition's next offset did not bring that
     /// offset (see [`Resync`]).
     pub resyncs: u64,
-    /// Offsets skipped because the log no longer has them even read from its start
-    /// (retention removed them while they waited): records the analytics never saw.
+    /// Offsets skipped because the log no longer has them (retention removed them while
+    /// they waited), or never brought them back read from its start: records the
+    /// analytics never saw.
     pub offsets_lost: u64,
     pub merge: MergeStats,
     pub elapsed_secs: f64,
@@ -151,19 +152,22 @@ struct Resync {
     since: Instant,
     /// How far below `next` that position is (0: `next` itself).
     back: i64,
-    /// The current position is the log's start: a gap seen now is a hole in the log.
-    at_start: bool,
+    /// Times in a row the position was the log's start: a gap seen after
+    /// [`MAX_STARTS`] of them is a hole in the log, not an answer from before a seek.
+    starts: u32,
 }
 
 /// How long a position gets to bring `next` before reading goes further back.
 const RESYNC_AFTER: Duration = Duration::from_secs(2);
+/// Reads from the log's start that must all skip `next` before it is given up.
+const MAX_STARTS: u32 = 3;
 
 impl Resync {
     fn at(back: i64) -> Resync {
         Resync {
             since: Instant::now(),
             back,
-            at_start: false,
+            starts: 0,
         }
     }
 }
@@ -614,18 +618,18 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
                 }
                 if offset > st.next {
                     match st.resync {
-                        Some(r) if r.at_start => {
-                            // Read from the log's start and still a gap: retention
-                            // removed what waited. Go on, and say what was lost.
+                        // Wait for the last position's answer (this may predate it).
+                        Some(r) if r.back > 0 && r.since.elapsed() < RESYNC_AFTER => continue,
+                        Some(r) if r.starts >= MAX_STARTS => {
+                            // Read from the log's start again and again, and still a gap:
+                            // the log lacks these offsets. Go on, and say what was lost.
                             eprintln!(
                                 "portent analyze: partition {pnum}: offsets {}..{offset} are \
-                                 gone from the log; going on without them",
+                                 missing from the log; going on without them",
                                 st.next
                             );
                             s.offsets_lost += (offset - st.next) as u64;
                         }
-                        // Wait for the last position's answer (this may predate it).
-                        Some(r) if r.since.elapsed() < RESYNC_AFTER && r.back > 0 => continue,
                         _ => {
                             step_back(&consumer, &url.topic, pnum, st, &mut s);
                             continue;
@@ -730,7 +734,7 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
                         st.next,
                         st.committed,
                         st.merge.finished(),
-                        st.resync.map(|r| (r.back, r.at_start)),
+                        st.resync.map(|r| (r.back, r.starts)),
                         watch.others_waiting(),
                         last_msg.elapsed().as_secs_f64()
                     );
@@ -934,7 +938,11 @@ fn step_back(
     st.resync = Some(Resync {
         since: Instant::now(),
         back,
-        at_start: to == low,
+        starts: if to == low {
+            prev.starts.saturating_add(1)
+        } else {
+            0
+        },
     });
     s.resyncs += 1;
     if let Err(e) = consumer.seek(topic, p, Offset::Offset(to), Duration::from_secs(1)) {

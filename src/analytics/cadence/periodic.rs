@@ -325,37 +325,20 @@ impl PeriodicSeries {
                 best = Some((cand, v));
             }
         }
-        let (mut period, mut val) = best?;
+        let (period, val) = best?;
         // 3. refine: the median of the folded intervals, while that fits at least as well.
-        let mut folded = [0.0f64; PERIODIC_CAPACITY];
-        for _ in 0..4 {
-            let m = fold_all(s, period, est, kmax, &mut folded);
-            let Some(next) = stats::median_sorted(&folded[..m]) else {
-                break;
-            };
-            let nv = kernel_score(s, next, est, kmax, median_s);
-            if (next - period).abs() <= period * 1e-9 || nv < val {
-                break;
-            }
-            period = next;
-            val = nv;
-        }
+        let (period, _) = recentre(s, period, est, kmax, val, |q, v| {
+            let nv = kernel_score(s, q, est, kmax, median_s);
+            (nv >= *v).then_some(nv)
+        });
         // The kernel seeks the densest spot, which under wide uniform jitter is wherever
         // noise piled up; centre the estimate on all the on-grid intervals instead (the
         // median of the folded intervals in the full window), while no beat is lost.
-        let mut sc = score_candidate(s, period, tol, kmax);
-        for _ in 0..4 {
-            let m = fold_all(s, period, tol, kmax, &mut folded);
-            let Some(next) = stats::median_sorted(&folded[..m]) else {
-                break;
-            };
-            let nsc = score_candidate(s, next, tol, kmax);
-            if (next - period).abs() <= period * 1e-9 || nsc.net() < sc.net() {
-                break;
-            }
-            period = next;
-            sc = nsc;
-        }
+        let start = score_candidate(s, period, tol, kmax);
+        let (mut period, mut sc) = recentre(s, period, tol, kmax, start, |q, sc| {
+            let nsc = score_candidate(s, q, tol, kmax);
+            (nsc.net() >= sc.net()).then_some(nsc)
+        });
         // 3b. a lock onto a fraction of the period: under heavy jitter the kernel can
         //     settle near 0.7 P, where the upper half of the singles fold as doubles and
         //     the grid has to invent a beat for each. When the estimate invents more
@@ -370,6 +353,7 @@ impl PeriodicSeries {
                 looks = 2.0;
             }
         }
+        let mut folded = [0.0f64; PERIODIC_CAPACITY];
         let m = fold_all(s, period, tol, kmax, &mut folded);
         let fmad = stats::mad_sorted(&folded[..m]).unwrap_or(0.0);
         let jitter = if period > 0.0 {
@@ -582,21 +566,41 @@ fn longer_candidate(
             best = Some((cand, sc));
         }
     }
-    let (mut q, mut sc) = best?;
+    let (q, sc) = best?;
+    let (q, sc) = recentre(s, q, tol, kmax, sc, |q, sc| {
+        let nsc = score_candidate(s, q, tol, kmax);
+        (nsc.net() >= sc.net() && plausible(&nsc, s.len(), p)).then_some(nsc)
+    });
+    (q > period).then_some((q, sc))
+}
+
+/// Moves `period` to the median of the intervals folded onto its grid (window `tol`),
+/// up to 4 times, while `accept` takes the new period's value (it returns `None` when
+/// the fit got worse); stops where the median no longer moves.
+fn recentre<V>(
+    s: &[f64],
+    mut period: f64,
+    tol: f64,
+    kmax: u32,
+    mut val: V,
+    mut accept: impl FnMut(f64, &V) -> Option<V>,
+) -> (f64, V) {
     let mut folded = [0.0f64; PERIODIC_CAPACITY];
     for _ in 0..4 {
-        let m = fold_all(s, q, tol, kmax, &mut folded);
+        let m = fold_all(s, period, tol, kmax, &mut folded);
         let Some(next) = stats::median_sorted(&folded[..m]) else {
             break;
         };
-        let nsc = score_candidate(s, next, tol, kmax);
-        if (next - q).abs() <= q * 1e-9 || nsc.net() < sc.net() || !plausible(&nsc, s.len(), p) {
+        if (next - period).abs() <= period * 1e-9 {
             break;
         }
-        q = next;
-        sc = nsc;
+        let Some(nv) = accept(next, &val) else {
+            break;
+        };
+        period = next;
+        val = nv;
     }
-    (q > period).then_some((q, sc))
+    (period, val)
 }
 
 /// Σ (1 - (r / (tol·√k))²) over the intervals within `tol·√k·P` of `k·P`, with
