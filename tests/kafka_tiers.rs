@@ -248,8 +248,33 @@ fn analyze(broker: &Broker, topic: &str, group: &str, alerts: &Path, extra: &[&s
         .args(GROUP_OPTS)
         .args(producers)
         .args(extra)
+        // Partition states every 5 s, kept out of the test's output unless it fails.
+        .env("PORTENT_KAFKA_DEBUG", "1")
+        .stderr(std::fs::File::create(alerts.with_extension("log")).unwrap())
         .spawn()
         .unwrap()
+}
+
+/// Waits for an analytics instance; on failure, shows what it printed.
+fn wait_analyze(c: Child, what: &str, limit: Duration, alerts: &Path) {
+    let log = alerts.with_extension("log");
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait_ok(c, what, limit)));
+    if let Err(e) = r {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("REQTMOUT") && !l.contains(": suppressed p"))
+            .collect();
+        let timeouts = text.lines().filter(|l| l.contains("REQTMOUT")).count();
+        eprintln!(
+            "--- {what}: last lines of {} ({timeouts} REQTMOUT lines left out) ---",
+            log.display()
+        );
+        for l in &lines[lines.len().saturating_sub(80)..] {
+            eprintln!("{l}");
+        }
+        std::panic::resume_unwind(e);
+    }
 }
 
 fn wait_ok(mut c: Child, what: &str, limit: Duration) {
@@ -351,8 +376,8 @@ fn two_capture_and_two_analytics_instances_equal_one_replay() {
     wait_ok(c1, "capture a", Duration::from_secs(120));
     wait_ok(c2, "capture b", Duration::from_secs(120));
     produce_garbage(&broker, "records");
-    wait_ok(an1, "analytics 1", Duration::from_secs(180));
-    wait_ok(an2, "analytics 2", Duration::from_secs(180));
+    wait_analyze(an1, "analytics 1", Duration::from_secs(180), &a1);
+    wait_analyze(an2, "analytics 2", Duration::from_secs(180), &a2);
 
     let got = alert_keys(&[&a1, &a2]);
     assert_eq!(got, expected, "alerts of the two tiers vs one replay");
@@ -428,9 +453,9 @@ fn hand_over(seed: u64, group: &str, signal: i32) -> (BTreeSet<Key>, serde_json:
         let mut ended = ended;
         ended.wait().unwrap();
     } else {
-        wait_ok(ended, "ended instance", Duration::from_secs(30));
+        wait_analyze(ended, "ended instance", Duration::from_secs(30), &a1);
     }
-    wait_ok(survivor, "survivor", Duration::from_secs(300));
+    wait_analyze(survivor, "survivor", Duration::from_secs(300), &a2);
     let s = stats(&a2);
     let before = alert_keys(&[&a1]);
     assert_eq!(
@@ -629,7 +654,7 @@ fn a_followed_edr_feed_is_forwarded_to_the_analytics_tier() {
         &out,
         &["--producers", "1", "--exit-idle", "5"],
     );
-    wait_ok(an, "analytics", Duration::from_secs(180));
+    wait_analyze(an, "analytics", Duration::from_secs(180), &out);
     assert_eq!(alert_keys(&[&out]), keys);
     assert_eq!(attributed_keys(&out), expected);
     assert_eq!(

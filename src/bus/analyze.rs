@@ -462,7 +462,9 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
     cc.set("group.id", &a.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // Keeps the cached log start current (see `cached_watermarks`).
+        .set("statistics.interval.ms", "5000");
     for (k, v) in &opts {
         cc.set(k, v);
     }
@@ -523,6 +525,8 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
     let mut merged_stats: BTreeMap<i32, MergeStats> = BTreeMap::new();
 
     let debug = std::env::var_os("PORTENT_KAFKA_DEBUG").is_some();
+    let topic_c = std::ffi::CString::new(url.topic.as_str())
+        .map_err(|_| format!("{}: a topic name has no NUL byte", url.topic))?;
     loop {
         if stop.load(AtomicOrdering::Relaxed) {
             break;
@@ -631,7 +635,7 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
                             s.offsets_lost += (offset - st.next) as u64;
                         }
                         _ => {
-                            step_back(&consumer, &url.topic, pnum, st, &mut s);
+                            step_back(&consumer, &url.topic, &topic_c, pnum, st, &mut s);
                             continue;
                         }
                     }
@@ -717,7 +721,7 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
                 if st.resync.is_some_and(|r| r.since.elapsed() >= RESYNC_AFTER)
                     && last_msg.elapsed() >= RESYNC_AFTER
                 {
-                    step_back(&consumer, &url.topic, *p, st, &mut s);
+                    step_back(&consumer, &url.topic, &topic_c, *p, st, &mut s);
                 }
             }
             last_commit = Instant::now();
@@ -729,8 +733,9 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
             if debug {
                 for (p, st) in &parts {
                     eprintln!(
-                        "portent analyze: debug: partition {p}: next {} committed {} ended {} \
-                         resync {:?}; others waiting {}; idle {:.0} s",
+                        "portent analyze: debug: partition {p}: log {:?} next {} committed {} \
+                         ended {} resync {:?}; others waiting {}; idle {:.0} s",
+                        cached_watermarks(&consumer, &topic_c, *p),
                         st.next,
                         st.committed,
                         st.merge.finished(),
@@ -741,9 +746,7 @@ pub fn run_analyze(a: &AnalyzeArgs) -> Result<AnalyzeSummary, String> {
                 }
             }
             for (p, st) in &parts {
-                if let Ok((_, high)) =
-                    consumer.fetch_watermarks(&url.topic, *p, Duration::from_millis(500))
-                {
+                if let Some(high) = cached_watermarks(&consumer, topic_c.as_c_str(), *p).1 {
                     metrics::gauge!("portent_bus_lag_records", "partition" => p.to_string())
                         .set((high - st.next).max(0) as f64);
                 }
@@ -895,28 +898,53 @@ impl Drop for OrphanWatch {
     }
 }
 
+/// The partition's log start and end as the consumer last learnt them (the end from
+/// every fetch answer, the start from statistics), without asking the broker. A query
+/// from this loop would share the fetcher's connection, and librdkafka drops the
+/// connection, with the fetch in flight, when a query outlives its timeout: on a slow
+/// broker (tansu answers behind a fetch's long poll) that starved the consumer.
+fn cached_watermarks(
+    consumer: &BaseConsumer<Group>,
+    topic: &std::ffi::CStr,
+    p: i32,
+) -> (Option<i64>, Option<i64>) {
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the handle lives as long as `consumer`; `topic` is NUL-terminated; the
+    // call only reads librdkafka's cached offsets into the two locals.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            p,
+            &mut low,
+            &mut high,
+        )
+    };
+    if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return (None, None);
+    }
+    ((low >= 0).then_some(low), (high >= 0).then_some(high))
+}
+
 /// Moves a partition's reading further back (see [`Resync`]), or ends the resync when
 /// the log holds nothing at `next` yet (its next batch will start there).
 fn step_back(
     consumer: &BaseConsumer<Group>,
     topic: &str,
+    topic_c: &std::ffi::CStr,
     p: i32,
     st: &mut Part,
     s: &mut AnalyzeSummary,
 ) {
     let prev = st.resync.unwrap_or(Resync::at(0));
-    let Ok((low, high)) = consumer.fetch_watermarks(topic, p, Duration::from_secs(1)) else {
-        // Broker busy: ask again later.
-        st.resync = Some(Resync {
-            since: Instant::now(),
-            ..prev
-        });
-        return;
-    };
-    if st.next >= high {
+    let (low, high) = cached_watermarks(consumer, topic_c, p);
+    if high.is_some_and(|h| st.next >= h) {
         st.resync = None;
         return;
     }
+    // Unknown until the consumer's fetcher has seen it: a seek below the real start is
+    // answered from the start (auto.offset.reset), and a gap there counts as lost.
+    let low = low.unwrap_or(0);
     if st.next < low {
         // Retention moved the log's start on. A rebuild (from 0) expects that; records
         // this instance had yet to read are lost.
