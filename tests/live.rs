@@ -8,7 +8,9 @@
 //! * top speed: every frame sent is either captured or counted as dropped;
 //! * a real Prometheus server scrapes portent; `promtool check metrics` is clean;
 //! * every Grafana panel queries a metric portent exports;
-//! * the systemd unit passes `systemd-analyze verify`.
+//! * the systemd unit passes `systemd-analyze verify`;
+//! * `live --publish` with a followed EDR feed, into tansu, read by `portent analyze`:
+//!   the alerts of one replay, every followed line ingested.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -697,4 +699,168 @@ fn systemd_unit_verifies() {
     ] {
         assert!(text.contains(key), "unit lacks {key}");
     }
+}
+
+/// tansu as `.ci/tansu` installs it (like tests/kafka_tiers.rs: no broker is a failure).
+fn tansu() -> PathBuf {
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
+    let cand = home.join("bin/tansu");
+    if cand.exists() {
+        cand
+    } else {
+        PathBuf::from("tansu")
+    }
+}
+
+/// A canonical EDR inventory line for a host outside the simulation (it attributes
+/// nothing there, so the alerts stay those of a replay without a feed).
+fn inventory_line(i: u32) -> String {
+    format!(
+        "{{\"@timestamp\":\"2026-11-20T00:00:{:02}Z\",\"event\":{{\"category\":\"host\",\
+         \"kind\":\"asset\"}},\"host\":{{\"name\":\"far-{i}\",\"ip\":[\"192.0.2.{}\"],\
+         \"os\":{{\"platform\":\"linux\"}}}}}}\n",
+        i % 60,
+        i % 250 + 1
+    )
+}
+
+/// `portent live --publish` on the link, following an EDR feed that grows while it
+/// runs, into tansu in the receiving namespace; then `portent analyze` on the topic.
+/// The analytics tier must give the alerts of one `portent replay` of the file, and
+/// ingest every EDR line the capture tier followed (live's own wiring of publisher,
+/// follower and tap, which tests/kafka_tiers.rs drives only through the library).
+#[test]
+fn live_publishes_records_and_followed_edr_to_the_analytics_tier() {
+    skip_unless_live!("tcpreplay", "curl");
+    let s = sim();
+    let expected = replay_alerts(&s.pcap);
+    assert!(!expected.is_empty());
+    let v = Veth::new();
+    let work = tempfile::tempdir().unwrap();
+    let port = "19092";
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut broker = v
+        .in_recv(
+            tansu().to_str().unwrap(),
+            &[
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ],
+        )
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.path().join("tansu.log")).unwrap())
+        .spawn()
+        .expect(
+            "tansu (install: cargo install --locked tansu --version 0.6.0 --features dynostore)",
+        );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !v
+        .in_recv(
+            "bash",
+            &["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")],
+        )
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(Instant::now() < deadline, "tansu did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let feed = work.path().join("edr.jsonl");
+    let mut f = std::fs::File::create(&feed).unwrap();
+    for i in 0..40 {
+        f.write_all(inventory_line(i).as_bytes()).unwrap();
+    }
+    f.flush().unwrap();
+    let topic = format!("kafka://127.0.0.1:{port}/lv");
+    let live = Live::start(
+        &v,
+        &[
+            "--publish",
+            &topic,
+            "--partitions",
+            "2",
+            "--edr",
+            feed.to_str().unwrap(),
+        ],
+    );
+    let sender = {
+        let (send_ns, send_if, pcap) = (v.send_ns.clone(), v.send_if.clone(), s.pcap.clone());
+        std::thread::spawn(move || {
+            must(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &send_ns,
+                    "tcpreplay",
+                    "-i",
+                    &send_if,
+                    pcap.to_str().unwrap(),
+                ],
+            )
+        })
+    };
+    // The feed grows while live runs: the follower must forward these too.
+    std::thread::sleep(Duration::from_secs(5));
+    for i in 40..100 {
+        f.write_all(inventory_line(i).as_bytes()).unwrap();
+    }
+    f.flush().unwrap();
+    sender.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (stats, local) = live.stop();
+    assert!(local.is_empty(), "the capture tier raises no alert itself");
+    assert!(stats["packets"].as_u64().unwrap() > 0, "{stats}");
+
+    let out = work.path().join("an.jsonl");
+    let an_stats = work.path().join("an.stats.json");
+    let an = v
+        .in_recv(
+            bin(),
+            &[
+                "analyze",
+                "--consume",
+                &topic,
+                "--group",
+                "g-live",
+                "--producers",
+                "1",
+                "--exit-idle",
+                "5",
+                "--alerts",
+                out.to_str().unwrap(),
+                "--stats",
+                an_stats.to_str().unwrap(),
+                "-q",
+                "--kafka-option",
+                "session.timeout.ms=6000",
+                "--kafka-option",
+                "heartbeat.interval.ms=500",
+            ],
+        )
+        .output()
+        .unwrap();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    assert!(
+        an.status.success(),
+        "analyze: {}",
+        String::from_utf8_lossy(&an.stderr)
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&an_stats).unwrap()).unwrap();
+    assert_eq!(alert_set(&out), expected, "analytics tier: {st}");
+    assert_eq!(st["edr_lines"].as_u64(), Some(100), "{st}");
+    assert_eq!(st["offsets_lost"].as_u64(), Some(0), "{st}");
 }
