@@ -189,11 +189,19 @@ impl PcapReader {
         &self.path
     }
 
-    /// Makes at least `n` unconsumed bytes available; false at end of file.
+    /// Makes at least `n` unconsumed bytes available; false at end of file. The check
+    /// inline, the read out of line: this runs twice per record and is almost always
+    /// satisfied already.
+    #[inline]
     fn fill(&mut self, n: usize) -> Result<bool, CaptureError> {
         if self.end - self.pos >= n {
             return Ok(true);
         }
+        self.refill(n)
+    }
+
+    #[inline(never)]
+    fn refill(&mut self, n: usize) -> Result<bool, CaptureError> {
         if self.pos > 0 {
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;

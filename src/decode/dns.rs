@@ -478,6 +478,17 @@ pub fn name_to_string(name: &Name) -> String {
 }
 
 fn push_label(out: &mut String, label: &[u8]) {
+    // Most labels are printable ASCII with nothing to escape: copied and lowercased at
+    // once, not decoded char by char.
+    let start = out.len();
+    let plain = label.iter().all(|&b| {
+        out.push(char::from(b.to_ascii_lowercase()));
+        (0x20..0x7f).contains(&b) && b != b'.' && b != b'\\'
+    });
+    if plain {
+        return;
+    }
+    out.truncate(start);
     for chunk in label.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {

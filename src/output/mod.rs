@@ -56,7 +56,6 @@ fn end_reason(r: EndReason) -> &'static str {
 /// Every field is a number, an address or a fixed token: nothing needs escaping.
 pub fn render_flow(out: &mut Vec<u8>, r: &FlowRecord, reason: EndReason, home_internal: bool) {
     use self::fmt::{push_ip, push_secs6, push_u64};
-    use std::io::Write;
     out.extend_from_slice(b"{\"ts\":\"");
     r.first_ts.push_rfc3339(out);
     out.extend_from_slice(b"\",\"uid\":\"");
@@ -105,11 +104,9 @@ pub fn render_flow(out: &mut Vec<u8>, r: &FlowRecord, reason: EndReason, home_in
         push_u64(out, r.vlan as u64);
     }
     if let Some(m) = r.orig_mac {
-        let _ = write!(
-            out,
-            ",\"orig_l2_addr\":\"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\"",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        );
+        out.extend_from_slice(b",\"orig_l2_addr\":\"");
+        self::fmt::push_mac(out, &m);
+        out.push(b'"');
     }
     out.extend_from_slice(b"}\n");
 }

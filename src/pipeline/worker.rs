@@ -1,6 +1,6 @@
 //! A worker: owns one flow-table shard and the analytics state of the hosts routed to it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,9 @@ pub(crate) struct WorkerStats {
 pub(crate) struct Worker {
     shard: FlowShard,
     engine: Engine,
-    dns_tcp: HashMap<(FlowKey, bool), DnsTcpStream>,
+    /// hashbrown (foldhash): every flow end looks its two directions up here, and
+    /// SipHash over a key's fields cost more than the lookup. Never iterated.
+    dns_tcp: hashbrown::HashMap<(FlowKey, bool), DnsTcpStream>,
     events: Vec<FlowEvent>,
     /// Flow keys of the current batch, computed once for prefetch and lookup.
     keys: Vec<PacketKey>,
@@ -90,7 +92,7 @@ impl Worker {
         Worker {
             shard: FlowShard::new(&cfg.flow, cap, cfg.home_net.clone()),
             engine: Engine::new(ctx, detectors, cfg.alerts.window),
-            dns_tcp: HashMap::new(),
+            dns_tcp: hashbrown::HashMap::new(),
             events: Vec::with_capacity(16),
             keys: Vec::new(),
             alerts: Vec::new(),
@@ -244,14 +246,20 @@ impl Worker {
         if !payload.is_empty() || (tcp_syn && dns::dns_kind(p.sport, p.dport).is_some()) {
             self.dns(p, payload);
         }
-        for a in std::mem::take(&mut self.answers) {
-            self.stats.dns_answers += 1;
-            let k = key(&mut sub);
-            ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
-            self.engine.on_dns(&a, &mut self.alerts);
-            if let Some(bus) = self.bus.as_mut() {
-                bus.dns(&a, p.ts);
+        // Drained and put back: a `for` over the taken Vec freed its buffer on every
+        // DNS packet.
+        if !self.answers.is_empty() {
+            let mut answers = std::mem::take(&mut self.answers);
+            for a in answers.drain(..) {
+                self.stats.dns_answers += 1;
+                let k = key(&mut sub);
+                ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
+                self.engine.on_dns(&a, &mut self.alerts);
+                if let Some(bus) = self.bus.as_mut() {
+                    bus.dns(&a, p.ts);
+                }
             }
+            self.answers = answers;
         }
         let base = OrderKey {
             seq,
@@ -363,14 +371,18 @@ impl Worker {
                 });
                 self.close_dns_streams(&r);
             }
-            for a in std::mem::take(&mut self.answers) {
-                self.stats.dns_answers += 1;
-                let k = key();
-                ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
-                self.engine.on_dns(&a, &mut self.alerts);
-                if let Some(bus) = self.bus.as_mut() {
-                    bus.dns(&a, clock);
+            if !self.answers.is_empty() {
+                let mut answers = std::mem::take(&mut self.answers);
+                for a in answers.drain(..) {
+                    self.stats.dns_answers += 1;
+                    let k = key();
+                    ob.push(k, Stream::Dns, |buf| output::render_dns(buf, &a));
+                    self.engine.on_dns(&a, &mut self.alerts);
+                    if let Some(bus) = self.bus.as_mut() {
+                        bus.dns(&a, clock);
+                    }
                 }
+                self.answers = answers;
             }
             let base = OrderKey {
                 seq: seq_end,
@@ -396,10 +408,16 @@ impl Worker {
 
     /// Writes `self.alerts` (or hands them to the attribution wait). `base` orders them
     /// among the batch's records; tick alerts take their time and hash as tiebreak.
+    /// The check inline (it runs once per packet and alerts are rare), the work not.
+    #[inline]
     fn emit_alerts(&mut self, base: OrderKey, tick: bool, sub: &mut u32, ob: &mut OutBatch) {
-        if self.alerts.is_empty() {
-            return;
+        if !self.alerts.is_empty() {
+            self.emit_alerts_now(base, tick, sub, ob);
         }
+    }
+
+    #[inline(never)]
+    fn emit_alerts_now(&mut self, base: OrderKey, tick: bool, sub: &mut u32, ob: &mut OutBatch) {
         match self.pending.as_mut() {
             Some(p) => {
                 let now = Instant::now();

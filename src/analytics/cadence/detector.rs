@@ -105,11 +105,63 @@ impl Fresh {
 const UNSET: i64 = i64::MIN;
 
 fn key_hash(k: &Key) -> u64 {
-    // SipHash with fixed keys, as `hash_str`: deterministic across runs. A collision
-    // (p ≈ n²/2⁶⁵) would only merge two first sightings.
-    let mut h = std::hash::DefaultHasher::new();
-    k.hash(&mut h);
-    h.finish()
+    // Fixed constants: deterministic across runs. A collision (p ≈ n²/2⁶⁵) would only
+    // merge two first sightings. Packed words, not SipHash over each field: this runs
+    // for every beat and size of every outbound flow.
+    match *k {
+        Key::Addr {
+            host,
+            peer,
+            port,
+            proto,
+        } => {
+            let (h0, h1, hf) = ip_words(host);
+            let (p0, p1, pf) = ip_words(peer);
+            let tag = (port as u64) << 8 | proto as u64 | hf << 40 | pf << 41;
+            fold4(h0, h1, p0, p1, tag)
+        }
+        Key::Name { host, name } => {
+            let (h0, h1, hf) = ip_words(host);
+            fold4(h0, h1, name, 1, 1 << 32 | hf << 40)
+        }
+        Key::Proc { host, exe } => {
+            let (h0, h1, hf) = ip_words(host);
+            fold4(h0, h1, exe, 2, 2 << 32 | hf << 40)
+        }
+    }
+}
+
+#[inline]
+fn fold_mul(x: u64, y: u64) -> u64 {
+    let r = (x as u128).wrapping_mul(y as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// Four words and a tag, mixed by folded multiplies with fixed odd constants.
+#[inline]
+fn fold4(a: u64, b: u64, c: u64, d: u64, tag: u64) -> u64 {
+    const K: [u64; 4] = [
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7345,
+        0xa409_3822_299f_31d1,
+        0x082e_fa98_ec4e_6c89,
+    ];
+    let x = fold_mul(a ^ K[0], b ^ K[1]);
+    let y = fold_mul(c ^ K[2], d ^ K[3]);
+    fold_mul(fold_mul(x ^ K[1], y ^ tag ^ K[2]) ^ K[0], K[3])
+}
+
+/// An address as two words and its family (0 v4, 1 v6), which goes into the tag: no
+/// v4 address packs like a v6 one.
+#[inline]
+fn ip_words(ip: IpAddr) -> (u64, u64, u64) {
+    match ip {
+        IpAddr::V4(v) => (u32::from_be_bytes(v.octets()) as u64, 0, 0),
+        IpAddr::V6(v) => {
+            let x = u128::from_be_bytes(v.octets());
+            ((x >> 64) as u64, x as u64, 1)
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -278,9 +330,8 @@ fn hash_str(s: &str) -> u64 {
 }
 
 fn hash_ip(ip: IpAddr) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    ip.hash(&mut h);
-    h.finish() | 1
+    let (a, b, f) = ip_words(ip);
+    fold4(a, b, 0, 0, 3 << 32 | f << 40) | 1
 }
 
 /// How long a destination stays a known-good agent's after its last attributed flow.
