@@ -85,6 +85,10 @@ pub enum JitterKind {
     Uniform,
     /// Each sleep is `P·(1 + N(0, j/√3))`: the same variance as the uniform, longer tails.
     Normal,
+    /// Each sleep is `P·(1 + j·U(0, 1))`: jitter added to the sleep (Sliver, Mythic).
+    Added,
+    /// Each sleep is `P·(1 − j·U(0, 1))`: the sleep shortened by up to `j` (Cobalt Strike).
+    Shortened,
 }
 
 /// A beacon: sleeps `period` with `jitter`, each beat dropped with probability `missed`
@@ -110,6 +114,8 @@ pub fn periodic(
         let noise = match kind {
             JitterKind::Uniform => jitter * (2.0 * rng.uniform() - 1.0),
             JitterKind::Normal => jitter / 3f64.sqrt() * rng.normal(),
+            JitterKind::Added => jitter * rng.uniform(),
+            JitterKind::Shortened => -jitter * rng.uniform(),
         };
         t += period * (1.0 + noise).max(0.05);
     }
@@ -535,6 +541,39 @@ mod tests {
                 n.portent * 4 >= n.n * 3,
                 "benign periodic should look periodic: {n:?}"
             );
+        }
+    }
+
+    /// Frameworks jitter one way: Sliver and Mythic add up to `j` to the sleep, Cobalt
+    /// Strike takes up to `j` off it, so the intervals centre on `P·(1 ± j/2)`. A beacon
+    /// configured with the longest default period (1 h) and 40 % added jitter beats
+    /// every 72 min on average; a range gate with only `tol/2` slack above dropped the
+    /// series whose estimate landed over 73.5 min (here 29/32 fired at 0 % missed).
+    #[test]
+    fn one_sided_jitter_at_the_longest_default_period_fires() {
+        let p = PeriodicParams::default();
+        let n = 32u32;
+        for (ki, kind) in [JitterKind::Added, JitterKind::Shortened]
+            .into_iter()
+            .enumerate()
+        {
+            for (mi, missed) in [0.0, 0.1].into_iter().enumerate() {
+                let (mut hit, mut fa) = (0, 0);
+                let centre = if ki == 0 { 1.2 } else { 0.8 };
+                for seed in 0..n {
+                    let salt = (0x51DE_u64 + ki as u64 * 10 + mi as u64) << 32;
+                    let mut rng = Rng::new(salt | u64::from(seed));
+                    let s = periodic(&mut rng, 3600.0, 0.4, missed, kind);
+                    hit += u32::from(portent_first_alert(&s, &p, false).is_some());
+                    let noise = poisson(&mut rng, 3600.0 * centre / (1.0 - missed));
+                    fa += u32::from(portent_first_alert(&noise, &p, false).is_some());
+                }
+                assert!(hit + 1 >= n, "{kind:?} missed {missed}: {hit}/{n}");
+                assert!(
+                    fa <= 1,
+                    "{kind:?} missed {missed}: {fa}/{n} Poisson series fired"
+                );
+            }
         }
     }
 }

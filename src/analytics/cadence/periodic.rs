@@ -431,9 +431,14 @@ impl PeriodicSeries {
         // `intervals` beats are roughly independent, so correct for their number.
         let looks = (f64::from(st.beats_total) / f64::from(st.intervals.max(1))).max(1.0);
         let required = p.min_significance + looks.log10();
-        let slack = p.tolerance.clamp(0.0, 0.9) / 2.0;
-        let pass = st.period_s >= p.min_period_s * (1.0 - slack)
-            && st.period_s <= p.max_period_s * (1.0 + slack)
+        // The range is of nominal periods (the sleep a beacon is configured with). Jitter
+        // moves the centre of the intervals: down by up to tol/2 when it shortens sleeps
+        // (Cobalt Strike), up by up to tol/2 when it adds to them (Sliver, Mythic). Slow
+        // schedules give the fewest intervals a day, so their estimate spreads most: the
+        // upper bound allows the whole tolerance.
+        let tol = p.tolerance.clamp(0.0, 0.9);
+        let pass = st.period_s >= p.min_period_s * (1.0 - tol / 2.0)
+            && st.period_s <= p.max_period_s * (1.0 + tol)
             && st.significance >= required
             && st.fit >= p.min_fit
             && st.missed_fraction <= p.max_missed
