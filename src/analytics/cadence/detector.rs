@@ -1642,4 +1642,36 @@ mod tests {
         }
         assert!(of(&out, Analytic::PeriodicTransfer).is_empty(), "{out:#?}");
     }
+
+    /// A C2 channel kept open (WebSocket, HTTP/2): one connection, a check-in every
+    /// 60 s ± 30 % with tasking of varying size, 5 % of check-ins missed.
+    #[test]
+    fn beacon_inside_one_long_lived_connection_fires() {
+        let mut d = Cadence::new(CadenceConfig::default());
+        let c = ctx(None);
+        let f = flow(3, "198.51.100.77", 443, PROTO_TCP, 0.0, 0);
+        let mut out = Vec::new();
+        d.on_flow(&c, &FlowEvent::Started(f), &mut out);
+        let mut rng = super::super::compare::Rng::new(41);
+        let mut t = 30.0;
+        for i in 0..120u32 {
+            t += 60.0 * (1.0 + 0.3 * (2.0 * rng.uniform() - 1.0));
+            if rng.uniform() < 0.05 {
+                continue;
+            }
+            let start = Ts::from_secs_f64(T0 as f64 + t);
+            let ev = FlowEvent::OrigMessage {
+                flow: f,
+                start,
+                end: start,
+                bytes: 300 + (rng.uniform() * 1500.0) as u64,
+                index: i,
+            };
+            d.on_flow(&c, &ev, &mut out);
+        }
+        let a = of(&out, Analytic::PeriodicTransfer);
+        assert!(!a.is_empty(), "{out:#?}");
+        let p = a[0].cadence.as_ref().unwrap().period_s.unwrap();
+        assert!((50.0..70.0).contains(&p), "period {p}");
+    }
 }
