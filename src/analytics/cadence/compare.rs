@@ -553,13 +553,11 @@ mod tests {
     fn one_sided_jitter_at_the_longest_default_period_fires() {
         let p = PeriodicParams::default();
         let n = 32u32;
-        for (ki, kind) in [JitterKind::Added, JitterKind::Shortened]
-            .into_iter()
-            .enumerate()
-        {
+        // (kind, where its intervals centre, relative to the sleep)
+        let kinds = [(JitterKind::Added, 1.2), (JitterKind::Shortened, 0.8)];
+        for (ki, (kind, centre)) in kinds.into_iter().enumerate() {
             for (mi, missed) in [0.0, 0.1].into_iter().enumerate() {
                 let (mut hit, mut fa) = (0, 0);
-                let centre = if ki == 0 { 1.2 } else { 0.8 };
                 for seed in 0..n {
                     let salt = (0x51DE_u64 + ki as u64 * 10 + mi as u64) << 32;
                     let mut rng = Rng::new(salt | u64::from(seed));

@@ -1652,7 +1652,7 @@ mod tests {
         let f = flow(3, "198.51.100.77", 443, PROTO_TCP, 0.0, 0);
         let mut out = Vec::new();
         d.on_flow(&c, &FlowEvent::Started(f), &mut out);
-        let mut rng = super::super::compare::Rng::new(41);
+        let mut rng = crate::analytics::cadence::compare::Rng::new(41);
         let mut t = 30.0;
         for i in 0..120u32 {
             t += 60.0 * (1.0 + 0.3 * (2.0 * rng.uniform() - 1.0));

@@ -88,8 +88,8 @@ impl Default for PeriodicSeries {
 
 /// Thresholds for [`PeriodicSeries::evaluate`]. Defaults follow the brief: periods 10 s to
 /// 1 h (raise `max_period_s` to 86 400 for daily jobs), jitter up to 40 %, up to 10 %
-/// missed beats. The period gate lets the estimate exceed the range by `tolerance / 2`
-/// (the estimate of a 1 h schedule with 40 % jitter over 20 beats wanders by ±15 %).
+/// missed beats. The range is of nominal sleeps: the period gate lets the estimate fall
+/// `tolerance / 2` below it and `tolerance` above it (see `evaluate`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PeriodicParams {
     pub min_period_s: f64,
