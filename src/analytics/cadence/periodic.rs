@@ -420,9 +420,17 @@ impl PeriodicSeries {
         })
     }
 
-    /// Judges the series; `Some` only when every gate in `p` passes. Allocates only for
-    /// the reasons of a firing verdict.
-    pub fn evaluate(&self, p: &PeriodicParams) -> Option<PeriodicVerdict> {
+    /// How far the series clears the significance gate of [`evaluate`](Self::evaluate)
+    /// (`significance − required`, in decades) when every other gate passes; `None` when
+    /// one of them fails. `evaluate` fires exactly when this is `Some(m)` with `m ≥ 0`:
+    /// the one knob that trades recall for false alarms, used to compare detectors at a
+    /// matched false-alarm rate (`compare`).
+    pub fn significance_margin(&self, p: &PeriodicParams) -> Option<f64> {
+        self.gated(p).map(|(_, margin)| margin)
+    }
+
+    /// The gates of `evaluate` other than significance; the stats and the margin.
+    fn gated(&self, p: &PeriodicParams) -> Option<(PeriodicStats, f64)> {
         if self.beats < p.min_beats.max(4) || (self.len as u32) + 1 < p.min_beats {
             return None;
         }
@@ -439,11 +447,17 @@ impl PeriodicSeries {
         let tol = p.tolerance.clamp(0.0, 0.9);
         let pass = st.period_s >= p.min_period_s * (1.0 - tol / 2.0)
             && st.period_s <= p.max_period_s * (1.0 + tol)
-            && st.significance >= required
             && st.fit >= p.min_fit
             && st.missed_fraction <= p.max_missed
             && st.jitter <= p.max_jitter;
-        if !pass {
+        pass.then_some((st, st.significance - required))
+    }
+
+    /// Judges the series; `Some` only when every gate in `p` passes. Allocates only for
+    /// the reasons of a firing verdict.
+    pub fn evaluate(&self, p: &PeriodicParams) -> Option<PeriodicVerdict> {
+        let (st, margin) = self.gated(p)?;
+        if margin.is_nan() || margin < 0.0 {
             return None;
         }
         let evidence = (st.significance / (2.0 * p.min_significance.max(0.5))).min(1.0);
