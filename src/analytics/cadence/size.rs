@@ -16,7 +16,10 @@
 //! (`min_share`, default 30 %: a dedicated exfiltration channel) or `min_count` of its
 //! members came back to back (a chunked transfer inside busier traffic). A smaller last
 //! chunk directly after a run does not break it. Sizes below `floor` (default 64 bytes:
-//! keep-alives, NTP's 48-byte packets, bare ACK payloads) never count.
+//! keep-alives, NTP's 48-byte packets, bare ACK payloads) never count, except that for a
+//! cluster within twice the floor the sub-floor sizes of at least half the floor are
+//! its neighbours: they count in its share and break its runs, so that the floor's
+//! position does not make a spread of sizes look like one repeated size.
 
 use crate::time::Ts;
 
@@ -97,6 +100,8 @@ pub struct SizeSeries {
     cfg: SizeConfig,
     counted: u32,
     below_floor: u32,
+    /// Of those, sizes of at least half the floor (see [`SizeSeries::near_floor`]).
+    near_floor: u32,
     mean: f64,
     m2: f64,
     first_seen: Ts,
@@ -121,7 +126,7 @@ pub struct FixedSizeVerdict {
     pub size_cv: f64,
     /// CV of every counted size of the series.
     pub series_cv: f64,
-    /// count / counted sizes.
+    /// count / counted sizes (plus the near-floor ones for a size near the floor).
     pub share: f64,
     /// Sizes counted (at or above the floor).
     pub total: u32,
@@ -159,6 +164,7 @@ impl SizeSeries {
             cfg,
             counted: 0,
             below_floor: 0,
+            near_floor: 0,
             mean: 0.0,
             m2: 0.0,
             first_seen: Ts::ZERO,
@@ -173,6 +179,12 @@ impl SizeSeries {
     /// Sizes ignored for being under the floor.
     pub fn below_floor(&self) -> u32 {
         self.below_floor
+    }
+    /// Sizes under the floor but at least half of it. The floor cuts through whatever
+    /// sizes a source sends; for a size near the floor these are its neighbours, and the
+    /// evidence must not depend on where the cut falls (see [`near_floor_cluster`]).
+    pub fn near_floor(&self) -> u32 {
+        self.near_floor
     }
     pub fn first_seen(&self) -> Ts {
         self.first_seen
@@ -190,6 +202,16 @@ impl SizeSeries {
         self.last_seen = self.last_seen.max(ts);
         if bytes < u64::from(self.cfg.floor) {
             self.below_floor = self.below_floor.saturating_add(1);
+            if bytes >= u64::from(self.cfg.floor / 2) {
+                self.near_floor = self.near_floor.saturating_add(1);
+                // A neighbour of a near-floor size came between: the run is broken.
+                let run = self.clusters.get(self.run_idx as usize);
+                if run.is_some_and(|c| near_floor_cluster(c.center, self.cfg.floor)) {
+                    self.run_idx = u8::MAX;
+                    self.run_len = 0;
+                    self.run_tail = false;
+                }
+            }
             return;
         }
         let size = bytes.min(u64::from(u32::MAX)) as u32;
@@ -271,6 +293,19 @@ impl SizeSeries {
         c.m2 += d * (x - c.mean);
     }
 
+    /// The sizes a cluster at `center` is a share of: every counted size and, for a size
+    /// near the floor, the sub-floor sizes next to it. A source whose sizes spread
+    /// across the floor (a beacon's 220–260-byte check-ins under a 256-byte floor)
+    /// otherwise shows only its top few values, and chance repeats among them look like
+    /// a dedicated channel.
+    fn population(&self, center: u32) -> u32 {
+        if near_floor_cluster(center, self.cfg.floor) {
+            self.counted.saturating_add(self.near_floor)
+        } else {
+            self.counted
+        }
+    }
+
     /// Judges the series; `Some` for the most repeated size that passes the gates.
     pub fn evaluate(&self, p: &SizeParams) -> Option<FixedSizeVerdict> {
         if self.counted == 0 {
@@ -287,7 +322,7 @@ impl SizeSeries {
             } else {
                 0.0
             };
-            let share = f64::from(c.count) / f64::from(self.counted);
+            let share = f64::from(c.count) / f64::from(self.population(c.center));
             let run = u32::from(c.best_run);
             if cv > p.max_cluster_cv || !(share >= p.min_share || run >= p.min_count) {
                 continue;
@@ -314,7 +349,7 @@ impl SizeSeries {
                 c.hi,
                 c.exact,
                 share * 100.0,
-                self.counted
+                self.population(c.center)
             ),
             format!("longest back-to-back run {run}, size CV {size_cv:.4}"),
         ];
@@ -333,4 +368,11 @@ impl SizeSeries {
             reasons,
         })
     }
+}
+
+/// A cluster whose centre is within a factor of two of the floor: the sub-floor sizes of
+/// at least half the floor are its neighbours (they dilute its share and break its runs).
+/// Far above the floor (a 512 KB chunk among 200-byte polls) they are other traffic.
+pub fn near_floor_cluster(center: u32, floor: u32) -> bool {
+    u64::from(center) < 2 * u64::from(floor)
 }

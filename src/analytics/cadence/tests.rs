@@ -318,6 +318,66 @@ fn floor_and_handful() {
     assert!(s.evaluate(&SizeParams::default()).is_some());
 }
 
+/// Regression (found with a lab-traffic generator other than `portent simulate`): a
+/// beacon whose check-ins are 220–260 bytes under the 256-byte floor of
+/// `[analytics.cadence]` showed only its top five values; chance repeats among those
+/// (5 of 9 counted sizes at 256..257, "56 %") fired as a fixed-size transfer. The
+/// sub-floor neighbours now count in a near-floor size's share and break its runs.
+#[test]
+fn sizes_spread_across_the_floor_do_not_fire() {
+    let cfg = SizeConfig {
+        floor: 256,
+        abs_tol: 0,
+        rel_tol_bp: 50,
+    };
+    let p = SizeParams::default();
+    for seed in 0..64 {
+        let mut rng = Rng::new(0xF100_0000 | seed);
+        let mut s = SizeSeries::new(cfg);
+        for i in 0..320 {
+            let size = 220 + (rng.uniform() * 41.0) as u64;
+            s.observe(at(45.0 * f64::from(i)), size);
+            assert!(
+                s.evaluate(&p).is_none(),
+                "seed {seed} at {i}: {:?}",
+                s.evaluate(&p)
+            );
+        }
+        assert!(s.near_floor() > 0);
+    }
+    // The same check-ins at one fixed size are a fixed-size series, floor or not.
+    let mut s = SizeSeries::new(cfg);
+    for i in 0..20 {
+        s.observe(at(45.0 * f64::from(i)), if i % 2 == 0 { 230 } else { 260 });
+    }
+    let v = s.evaluate(&p).expect("half the check-ins are 260 bytes");
+    assert_eq!((v.size_bytes, v.count), (260, 10));
+}
+
+/// Far above the floor, sub-floor polls are other traffic: 512 KB chunks among polls of
+/// 200 bytes (five per chunk) still fire, on their back-to-back run of counted sizes.
+#[test]
+fn chunks_among_small_polls_fire() {
+    let cfg = SizeConfig {
+        floor: 256,
+        abs_tol: 0,
+        rel_tol_bp: 50,
+    };
+    let mut s = SizeSeries::new(cfg);
+    let mut t = 0.0;
+    for _ in 0..5 {
+        for _ in 0..5 {
+            s.observe(at(t), 200);
+            t += 10.0;
+        }
+        s.observe(at(t), 512_000);
+        t += 10.0;
+    }
+    let v = s.evaluate(&SizeParams::default()).expect("fires");
+    assert_eq!((v.size_bytes, v.count, v.run), (512_000, 5, 5));
+    assert_eq!(s.near_floor(), 25);
+}
+
 #[test]
 fn run_inside_busy_traffic_fires() {
     let mut rng = Rng::new(9);
