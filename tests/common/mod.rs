@@ -14,6 +14,19 @@ pub fn pcap(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Runs `cmd`; panics with its stderr unless it exits 0.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// What one replay wrote.
 pub struct Replay {
     pub out: Output,

@@ -6,7 +6,8 @@
 //! overall counters: 352 bytes, no heap. A new size joins the nearest cluster within
 //! the tolerance `max(abs_tol, rel_tol·size)` (defaults 32 bytes, 0.5 %: TLS adds a
 //! per-record overhead that is constant to within a few tens of bytes, so equal
-//! plaintext chunks give ciphertext sizes that close). When the table is full the
+//! plaintext chunks give ciphertext sizes that close), the relative part only where it
+//! reaches one record's overhead ([`SizeConfig::tolerance`]). When the table is full the
 //! cluster with the fewest members (oldest on ties) is replaced: a size that repeats
 //! holds its slot against one-off sizes, which is all a mode finder needs.
 //!
@@ -22,6 +23,10 @@
 //! position does not make a spread of sizes look like one repeated size.
 
 use crate::time::Ts;
+
+/// Bytes one TLS record adds to its plaintext at the least (TLS 1.3 AEAD: 5 header, 1
+/// content type, 16 tag; TLS 1.2 GCM adds 29).
+pub const TLS_RECORD_OVERHEAD: u32 = 22;
 
 /// Size clusters kept per series.
 pub const SIZE_CLUSTERS: usize = 8;
@@ -62,9 +67,15 @@ impl Default for SizeConfig {
 }
 
 impl SizeConfig {
-    /// Largest difference from `center` that still counts as the same size.
+    /// Largest difference from `center` that still counts as the same size. The
+    /// relative part exists for TLS: equal plaintext gives equal ciphertext unless it
+    /// was split into a different number of records, each adding
+    /// [`TLS_RECORD_OVERHEAD`] or more; a relative tolerance below one record's overhead
+    /// covers no such case and only merges neighbouring sizes (a source sending
+    /// 257, 258 and 259 bytes is not sending one size), so it applies from there up.
     pub fn tolerance(&self, center: u32) -> u32 {
         let rel = (u64::from(center) * u64::from(self.rel_tol_bp) / 10_000) as u32;
+        let rel = if rel >= TLS_RECORD_OVERHEAD { rel } else { 0 };
         self.abs_tol.max(rel)
     }
 }
