@@ -7,8 +7,8 @@
 //!   gave on such a port, once the same key (answer XOR destination) or formula repeats.
 //! * `unusual_dns_nonstandard_port`: an unusual answer ([`unusual::Unusual`]) followed by
 //!   a connection from the same host on a port outside the standard list and the host's
-//!   baseline, to the answered address or, when the answer is unusable (private for a
-//!   public name, reserved), to a fallback address no answer gave.
+//!   baseline, to the answered address or, when the answer is unusable (every address
+//!   private for a public name or reserved), to a fallback address no answer gave.
 //!
 //! Chance-match control: a family of k formulas over m answers naming the destination
 //! hits a random high port with probability about k·m/64512. The window, the requirement

@@ -27,9 +27,13 @@ impl Unusual {
     pub const NEW_NAME: Unusual = Unusual(64);
     pub const ODD_NAME: Unusual = Unusual(128);
 
-    /// An address no public service can be reached at: the host cannot use the answer
-    /// as given, so what it connects to next (a fallback) is what matters.
+    /// An address no public service can be reached at.
     pub const UNUSABLE: Unusual = Unusual(2 | 4);
+    /// Every address of the answer is one of those (a marker, no evidence of its own):
+    /// the host cannot use the answer as given, so what it connects to next (a
+    /// fallback) is what matters. With one public address among them it can, and a
+    /// connection elsewhere is not tied to this answer.
+    pub const ALL_UNUSABLE: Unusual = Unusual(256);
 
     const ALL: [(Unusual, f64, &'static str); 8] = [
         (Unusual::LOW_TTL, 0.40, "very low TTL"),
@@ -276,6 +280,11 @@ impl NameHistory {
         }
         if public && a.addrs.iter().any(|ip| is_bogon(*ip) && !habitual(ip)) {
             u.set(Unusual::BOGON);
+        }
+        if u.0 & Unusual::UNUSABLE.0 != 0
+            && a.addrs.iter().all(|ip| is_private(*ip) || is_bogon(*ip))
+        {
+            u.set(Unusual::ALL_UNUSABLE);
         }
         if a.rcode != 0 && !a.addrs.is_empty() {
             u.set(Unusual::ODD_RCODE);
