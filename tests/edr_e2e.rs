@@ -33,20 +33,15 @@ fn run(seed: u64, extra: &[&str]) -> Run {
         .status()
         .unwrap();
     assert!(st.success());
-    let out = Command::new(common::bin())
-        .arg("replay")
-        .arg(d.join("traffic.pcap"))
-        .arg("--edr")
-        .arg(d.join("edr.jsonl"))
-        .arg("--alerts")
-        .arg(d.join("alerts.jsonl"))
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run_ok(
+        Command::new(common::bin())
+            .arg("replay")
+            .arg(d.join("traffic.pcap"))
+            .arg("--edr")
+            .arg(d.join("edr.jsonl"))
+            .arg("--alerts")
+            .arg(d.join("alerts.jsonl"))
+            .arg("--quiet"),
     );
     let _ = std::fs::remove_file(d.join("traffic.pcap"));
     let truth: Truth =

@@ -172,44 +172,53 @@ pub fn bursty(rng: &mut Rng) -> Synthetic {
     s.finish()
 }
 
-/// Feeds a series and evaluates: at every new beat when `every_beat`, else at every beat
-/// up to 128 and every 16th after. Returns the first firing time (seconds into the day).
-pub fn portent_first_alert(s: &Synthetic, p: &PeriodicParams, every_beat: bool) -> Option<f64> {
+/// Feeds a series and calls `check(t, series)` where portent would evaluate it: at every
+/// new beat when `every_beat`, else at every beat up to 128 and every 16th after;
+/// stops early when `check` returns `false`.
+fn for_each_evaluation(
+    s: &Synthetic,
+    every_beat: bool,
+    mut check: impl FnMut(f64, &PeriodicSeries) -> bool,
+) {
     let mut ser = PeriodicSeries::new();
     for &t in &s.ts {
         let ts = Ts::from_secs_f64(T0_S as f64 + t);
         if ser.observe(ts) == Observed::NewBeat {
             let b = ser.beats();
-            let check = every_beat || b <= 128 || b.is_multiple_of(16);
-            if check && ser.evaluate(p).is_some() {
-                return Some(t);
+            if (every_beat || b <= 128 || b.is_multiple_of(16)) && !check(t, &ser) {
+                return;
             }
         }
     }
-    None
 }
 
-/// Feeds a series like [`portent_first_alert`] (same evaluation schedule, `every_beat`
-/// false) to the end of the day: the first firing time and the largest
-/// [`PeriodicSeries::significance_margin`] of the day (portent's continuous score; `None`
-/// when no evaluation passed the other gates). It fires exactly where the margin is ≥ 0.
+/// The first firing time (seconds into the day), evaluating as [`for_each_evaluation`].
+pub fn portent_first_alert(s: &Synthetic, p: &PeriodicParams, every_beat: bool) -> Option<f64> {
+    let mut first = None;
+    for_each_evaluation(s, every_beat, |t, ser| {
+        if ser.evaluate(p).is_some() {
+            first = Some(t);
+        }
+        first.is_none()
+    });
+    first
+}
+
+/// Like [`portent_first_alert`] (`every_beat` false) but to the end of the day: the
+/// first firing time and the largest [`PeriodicSeries::significance_margin`] of the day
+/// (portent's continuous score; `None` when no evaluation passed the other gates). It
+/// fires exactly where the margin is ≥ 0.
 pub fn portent_day(s: &Synthetic, p: &PeriodicParams) -> (Option<f64>, Option<f64>) {
-    let mut ser = PeriodicSeries::new();
     let (mut first, mut best) = (None, None::<f64>);
-    for &t in &s.ts {
-        let ts = Ts::from_secs_f64(T0_S as f64 + t);
-        if ser.observe(ts) == Observed::NewBeat {
-            let b = ser.beats();
-            if b <= 128 || b.is_multiple_of(16) {
-                if let Some(m) = ser.significance_margin(p) {
-                    best = Some(best.map_or(m, |x| x.max(m)));
-                    if first.is_none() && m >= 0.0 {
-                        first = Some(t);
-                    }
-                }
+    for_each_evaluation(s, false, |t, ser| {
+        if let Some(m) = ser.significance_margin(p) {
+            best = Some(best.map_or(m, |x| x.max(m)));
+            if first.is_none() && m >= 0.0 {
+                first = Some(t);
             }
         }
-    }
+        true
+    });
     (first, best)
 }
 

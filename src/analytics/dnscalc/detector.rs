@@ -643,7 +643,7 @@ fn check_unusual(env: &Env, st: &HostState, f: &FlowRecord, dst: IpAddr) -> Opti
             break;
         }
         if fallback.is_none()
-            && r.unusual.0 & Unusual::ALL_UNUSABLE.0 != 0
+            && r.unusual.has(Unusual::ALL_UNUSABLE)
             && r.ts >= imm_from
             && *dns_less.get_or_insert_with(|| env.dns_less(st, dst))
         {

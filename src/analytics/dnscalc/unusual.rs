@@ -281,9 +281,7 @@ impl NameHistory {
         if public && a.addrs.iter().any(|ip| is_bogon(*ip) && !habitual(ip)) {
             u.set(Unusual::BOGON);
         }
-        if u.0 & Unusual::UNUSABLE.0 != 0
-            && a.addrs.iter().all(|ip| is_private(*ip) || is_bogon(*ip))
-        {
+        if u.has(Unusual::UNUSABLE) && a.addrs.iter().all(|ip| is_private(*ip) || is_bogon(*ip)) {
             u.set(Unusual::ALL_UNUSABLE);
         }
         if a.rcode != 0 && !a.addrs.is_empty() {
