@@ -49,6 +49,12 @@ impl FlowIndex {
         self.slots.len()
     }
 
+    /// Forgets every entry, keeping the table's size.
+    pub fn clear(&mut self) {
+        self.slots.fill(EMPTY);
+        self.len = 0;
+    }
+
     #[inline]
     fn home(&self, hash: u64) -> usize {
         // The low bits pick the slot; the top 8 are the tag.

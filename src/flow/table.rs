@@ -37,6 +37,9 @@ enum Class {
     Other = 4,
     /// UDP with traffic both ways.
     UdpEstablished = 5,
+    /// Not a live flow: a slab slot on the free list (or ended in a drain). On no idle
+    /// list, so never used as an index into the per-class arrays.
+    Free = 6,
 }
 const CLASSES: usize = 6;
 
@@ -137,6 +140,9 @@ pub struct FlowShard {
     tails: [u32; CLASSES],
     /// Flows found due by the last expiry pass, in output order, not yet ended.
     due: Vec<Due>,
+    /// A drain is ending every flow: ended flows are left where they are (no unlink,
+    /// no index removal, no free list) and the whole table is reset after the last.
+    draining: bool,
     timeouts: [Dur; CLASSES],
     message_gap: Dur,
     cap: usize,
@@ -257,6 +263,7 @@ impl FlowShard {
             heads: [NIL; CLASSES],
             tails: [NIL; CLASSES],
             due: Vec::new(),
+            draining: false,
             timeouts: [
                 cfg.tcp_unestablished_timeout,
                 cfg.tcp_established_timeout,
@@ -616,13 +623,16 @@ impl FlowShard {
             });
         }
         out.push(FlowEvent::Ended(rec, reason));
-        self.unlink(i);
-        let hash = hash_key(&self.hasher, &f.key);
-        let flows = &self.flows;
-        let hasher = &self.hasher;
-        self.index
-            .remove(hash, i, |j| hash_key(hasher, &flows[j as usize].key));
-        self.free.push(i);
+        if !self.draining {
+            self.unlink(i);
+            let hash = hash_key(&self.hasher, &f.key);
+            let flows = &self.flows;
+            let hasher = &self.hasher;
+            self.index
+                .remove(hash, i, |j| hash_key(hasher, &flows[j as usize].key));
+            self.free.push(i);
+        }
+        self.flows[i as usize].class = Class::Free;
         self.stats.live -= 1;
         match reason {
             EndReason::Closed => self.stats.ended_closed += 1,
@@ -681,31 +691,50 @@ impl FlowShard {
 
     /// Queues every live flow to be ended (end of input or shutdown at packet time
     /// `now`); flows already past their timeout end as timed out, as a sweep would
-    /// have ended them.
+    /// have ended them. No packet may be fed until [`end_due`](Self::end_due) has ended
+    /// them all: the table is then empty.
+    ///
+    /// Every flow goes, so nothing is unlinked or removed one by one: the slab is read
+    /// in order (not by chasing idle-list links, a cache miss per flow) and reset after
+    /// the last end. On the benchmark capture, where all 82 k flows end here, the
+    /// per-flow index removal and unlinking were ~3 % of the run's CPU.
     pub fn drain_begin(&mut self, now: Ts) -> usize {
         self.due.clear();
-        for c in 0..CLASSES {
-            let mut t = self.tails[c];
-            while t != NIL {
-                let f = &self.flows[t as usize];
-                let reason = if f.last_ts.saturating_add(self.timeouts[c]) > now {
-                    EndReason::Shutdown
-                } else if c == Class::TcpClosed as usize {
-                    EndReason::Closed
-                } else {
-                    EndReason::IdleTimeout
-                };
-                self.due.push(Due {
-                    last_ts: f.last_ts,
-                    uid: f.uid,
-                    slot: t,
-                    reason: reason as u8,
-                });
-                t = f.prev;
+        for (slot, f) in self.flows.iter().enumerate() {
+            if f.class == Class::Free {
+                continue;
             }
+            let c = f.class as usize;
+            let reason = if f.last_ts.saturating_add(self.timeouts[c]) > now {
+                EndReason::Shutdown
+            } else if c == Class::TcpClosed as usize {
+                EndReason::Closed
+            } else {
+                EndReason::IdleTimeout
+            };
+            self.due.push(Due {
+                last_ts: f.last_ts,
+                uid: f.uid,
+                slot: slot as u32,
+                reason: reason as u8,
+            });
         }
         self.due.sort_unstable_by(|a, b| b.cmp(a));
+        self.draining = true;
+        if self.due.is_empty() {
+            self.reset();
+        }
         self.due.len()
+    }
+
+    /// Empties the table after a drain, keeping its allocations.
+    fn reset(&mut self) {
+        self.flows.clear();
+        self.free.clear();
+        self.index.clear();
+        self.heads = [NIL; CLASSES];
+        self.tails = [NIL; CLASSES];
+        self.draining = false;
     }
 
     /// Ends up to `max` queued flows, in (last packet time, uid) order, each flow's final
@@ -713,7 +742,7 @@ impl FlowShard {
     pub fn end_due(&mut self, max: usize, out: &mut Vec<FlowEvent>) -> bool {
         for _ in 0..max {
             let Some(d) = self.due.pop() else {
-                return false;
+                break;
             };
             let reason = match d.reason {
                 0 => EndReason::Closed,
@@ -722,6 +751,9 @@ impl FlowShard {
                 _ => EndReason::Shutdown,
             };
             self.end(d.slot, reason, out);
+        }
+        if self.draining && self.due.is_empty() {
+            self.reset();
         }
         !self.due.is_empty()
     }
@@ -1173,6 +1205,60 @@ mod tests {
         p.ts = Ts::from_secs(t_s);
         p.ip_len = 76;
         p
+    }
+
+    #[test]
+    fn drain_ends_every_live_flow_in_order_and_leaves_an_empty_table() {
+        let mut s = shard();
+        let mut ev = Vec::new();
+        // Slab order 1001..1005; 1002 is the last to see a packet.
+        for (t, sport) in [
+            (1, 1001),
+            (2, 1002),
+            (3, 1003),
+            (4, 1004),
+            (5, 1005),
+            (6, 1002),
+        ] {
+            s.process(&udp(t, sport), &mut ev);
+        }
+        // A freed slot in the slab: 1001 times out (UDP, 30 s) and is not drained twice.
+        ev.clear();
+        s.expire(Ts::from_secs(31), &mut ev);
+        assert_eq!(s.live(), 4);
+        ev.clear();
+        assert_eq!(s.drain_begin(Ts::from_secs(34)), 4);
+        // In chunks, as the pipeline drains; (last packet time, uid) order.
+        while s.end_due(3, &mut ev) {}
+        let ended: Vec<(u16, EndReason)> = ev
+            .iter()
+            .filter_map(|e| match e {
+                FlowEvent::Ended(r, why) => Some((r.orig_port, *why)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ended,
+            vec![
+                (1003, EndReason::IdleTimeout),
+                (1004, EndReason::IdleTimeout),
+                (1005, EndReason::Shutdown),
+                (1002, EndReason::Shutdown),
+            ]
+        );
+        assert_eq!((s.live(), s.index.len(), s.flows.len()), (0, 0, 0));
+        // Usable again: the same key is a new connection.
+        ev.clear();
+        s.process(&udp(50, 1005), &mut ev);
+        assert!(matches!(ev[0], FlowEvent::Started(_)));
+        assert_eq!(s.live(), 1);
+        ev.clear();
+        s.drain(&mut ev);
+        let ends = ev.iter().filter(|e| matches!(e, FlowEvent::Ended(..)));
+        assert_eq!(ends.count(), 1);
+        // A drain of an empty table is a no-op.
+        assert_eq!(s.drain_begin(Ts::from_secs(60)), 0);
+        assert!(!s.end_due(8, &mut ev));
     }
 
     #[test]

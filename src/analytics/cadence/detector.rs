@@ -269,6 +269,22 @@ impl FlowState {
     fn exe(&self) -> u64 {
         self.edr.as_ref().map_or(0, |e| e.exe)
     }
+    fn view(&self) -> FlowView {
+        FlowView {
+            name: self.name.clone(),
+            edr: self.edr.clone(),
+            bonus: self.bonus(),
+        }
+    }
+}
+
+/// What a flow's series take from its [`FlowState`], looked up once per flow event
+/// (each lookup of the flow map is a hash probe into a table as large as the live
+/// flows).
+struct FlowView {
+    name: Option<Arc<Name>>,
+    edr: Option<Arc<FlowEdr>>,
+    bonus: f64,
 }
 
 /// Messages of one connection that are all multiples of one chunk size. Kept apart from
@@ -454,6 +470,10 @@ impl Cadence {
 
     /// Keys of a flow's series (up to three), without allocating.
     fn keys(&self, f: &FlowRecord, st: &FlowState) -> [Option<Key>; 3] {
+        Self::keys_of(&self.cfg, f, st)
+    }
+
+    fn keys_of(cfg: &CadenceConfig, f: &FlowRecord, st: &FlowState) -> [Option<Key>; 3] {
         let host = f.orig;
         [
             Some(Key::Addr {
@@ -464,9 +484,9 @@ impl Cadence {
             }),
             st.name
                 .as_ref()
-                .filter(|_| self.cfg.by_name)
+                .filter(|_| cfg.by_name)
                 .map(|n| Key::Name { host, name: n.hash }),
-            (self.cfg.by_process && st.exe() != 0).then_some(Key::Proc {
+            (cfg.by_process && st.exe() != 0).then_some(Key::Proc {
                 host,
                 exe: st.exe(),
             }),
@@ -541,25 +561,26 @@ impl Cadence {
         };
         let beat = f.proto == PROTO_UDP || f.history.as_str().starts_with('S');
         let keys = self.keys(f, &st);
+        let view = beat.then(|| st.view());
         self.flows.insert(f.uid, st);
-        if beat {
-            self.beat(f, f.first_ts, &keys);
+        if let Some(view) = view {
+            self.beat(f, f.first_ts, &keys, &view);
         }
     }
 
-    fn beat(&mut self, f: &FlowRecord, at: Ts, keys: &[Option<Key>; 3]) {
+    fn beat(&mut self, f: &FlowRecord, at: Ts, keys: &[Option<Key>; 3], view: &FlowView) {
         if !self.cfg.periodic {
             return;
         }
         self.stats.beats += 1;
-        let bonus = self.flows.get(&f.uid).map_or(0.0, FlowState::bonus);
+        let bonus = view.bonus;
         for key in keys.iter().flatten() {
             let (refire, params) = (self.cfg.refire, self.cfg.periodic_params);
             let Some(s) = touch(
                 &mut self.series,
                 &mut self.fresh,
                 &mut self.stats,
-                &self.flows,
+                view,
                 &self.cfg,
                 *key,
                 f,
@@ -587,12 +608,19 @@ impl Cadence {
         }
     }
 
-    fn sized(&mut self, f: &FlowRecord, at: Ts, bytes: u64, keys: &[Option<Key>; 3]) {
+    fn sized(
+        &mut self,
+        f: &FlowRecord,
+        at: Ts,
+        bytes: u64,
+        keys: &[Option<Key>; 3],
+        view: &FlowView,
+    ) {
         if !self.cfg.fixed_size {
             return;
         }
         self.stats.sizes += 1;
-        let bonus = self.flows.get(&f.uid).map_or(0.0, FlowState::bonus);
+        let bonus = view.bonus;
         for key in keys.iter().flatten() {
             let (refire, params, floor) =
                 (self.cfg.refire, self.cfg.size_params, self.cfg.size.floor);
@@ -600,7 +628,7 @@ impl Cadence {
                 &mut self.series,
                 &mut self.fresh,
                 &mut self.stats,
-                &self.flows,
+                view,
                 &self.cfg,
                 *key,
                 f,
@@ -667,6 +695,17 @@ impl Cadence {
         // Opening messages (SSH/TLS handshakes) are constant per client: message sizes
         // count only once the connection has outlived them.
         let paused = paused && bytes >= floor && long_lived;
+        if heartbeat {
+            self.stats.heartbeats += 1;
+        }
+        if !paused && (heartbeat || !long_lived) {
+            return;
+        }
+        if paused {
+            st.sized_msgs += 1;
+        }
+        let view = st.view();
+        let keys = Self::keys_of(&self.cfg, f, st);
         // Chunks inside one connection: every message a multiple of one size.
         let mut chunk = None;
         if paused {
@@ -697,21 +736,14 @@ impl Cadence {
                 }
             }
         }
-        let st = &self.flows[&f.uid];
-        let keys = self.keys(f, st);
-        if let Some((g, units, msgs)) = chunk {
-            self.chunk_alert(f, start, g, units, msgs, &keys);
+        if let Some(c) = chunk {
+            self.chunk_alert(f, start, c, &keys, &view);
         }
-        if heartbeat {
-            self.stats.heartbeats += 1;
-        } else if long_lived {
-            self.beat(f, start, &keys);
+        if !heartbeat && long_lived {
+            self.beat(f, start, &keys, &view);
         }
         if paused {
-            if let Some(st) = self.flows.get_mut(&f.uid) {
-                st.sized_msgs += 1;
-            }
-            self.sized(f, start, bytes, &keys);
+            self.sized(f, start, bytes, &keys, &view);
         }
     }
 
@@ -725,28 +757,27 @@ impl Cadence {
         // A flow whose messages were counted one by one is not counted again as a whole.
         if st.sized_msgs == 0 && f.orig_bytes > 0 {
             let keys = self.keys(f, &st);
-            self.flows.insert(f.uid, st);
-            self.sized(f, f.last_ts, f.orig_bytes, &keys);
-            self.flows.remove(&f.uid);
+            self.sized(f, f.last_ts, f.orig_bytes, &keys, &st.view());
         }
     }
 
+    /// `chunk`: the chunk size, chunks and messages counted.
     fn chunk_alert(
         &mut self,
         f: &FlowRecord,
         at: Ts,
-        g: u64,
-        units: u64,
-        msgs: u32,
+        chunk: (u64, u64, u32),
         keys: &[Option<Key>; 3],
+        view: &FlowView,
     ) {
+        let (g, units, msgs) = chunk;
         let Some(key) = keys[0] else { return };
-        let bonus = self.flows.get(&f.uid).map_or(0.0, FlowState::bonus);
+        let bonus = view.bonus;
         let Some(s) = touch(
             &mut self.series,
             &mut self.fresh,
             &mut self.stats,
-            &self.flows,
+            view,
             &self.cfg,
             key,
             f,
@@ -892,7 +923,7 @@ fn touch<'a>(
     series: &'a mut HashMap<Key, Series>,
     fresh: &mut HashMap<u64, Fresh>,
     stats: &mut CadenceStats,
-    flows: &HashMap<u64, FlowState>,
+    view: &FlowView,
     cfg: &CadenceConfig,
     key: Key,
     f: &FlowRecord,
@@ -990,13 +1021,11 @@ fn touch<'a>(
             s.ips[MAX_DEST_IPS - 1] = Some(f.resp);
         }
     }
-    if let Some(st) = flows.get(&f.uid) {
-        if s.name.is_none() {
-            s.name.clone_from(&st.name);
-        }
-        if st.edr.is_some() {
-            s.edr.clone_from(&st.edr);
-        }
+    if s.name.is_none() {
+        s.name.clone_from(&view.name);
+    }
+    if view.edr.is_some() {
+        s.edr.clone_from(&view.edr);
     }
     Some(s)
 }
