@@ -7,7 +7,6 @@
 
 use std::net::IpAddr;
 
-use base64::Engine;
 use sha1::{Digest, Sha1};
 
 /// Protocols whose port fields are part of the hash.
@@ -95,22 +94,45 @@ pub fn community_id_into(
         std::mem::swap(&mut a, &mut b);
         std::mem::swap(&mut sport, &mut dport);
     }
-    let mut h = Sha1::new();
-    h.update(seed.to_be_bytes());
-    h.update(addr_bytes(&a).as_slice());
-    h.update(addr_bytes(&b).as_slice());
-    h.update([proto, 0]);
+    // The whole message (at most 40 bytes) in one update: SHA-1's block buffering cost
+    // more per small update than the hash of the block itself.
+    let mut msg = [0u8; 40];
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        msg[n..n + bytes.len()].copy_from_slice(bytes);
+        n += bytes.len();
+    };
+    put(&seed.to_be_bytes());
+    put(addr_bytes(&a).as_slice());
+    put(addr_bytes(&b).as_slice());
+    put(&[proto, 0]);
     if has_ports(proto) {
-        h.update(sport.to_be_bytes());
-        h.update(dport.to_be_bytes());
+        put(&sport.to_be_bytes());
+        put(&dport.to_be_bytes());
     }
-    let digest = h.finalize();
-    let mut b64 = [0u8; 28];
-    let n = base64::engine::general_purpose::STANDARD
-        .encode_slice(digest, &mut b64)
-        .unwrap_or(0);
+    let digest: [u8; 20] = Sha1::digest(&msg[..n]).into();
     out.extend_from_slice(b"1:");
-    out.extend_from_slice(&b64[..n]);
+    out.extend_from_slice(&base64_digest(&digest));
+}
+
+/// Standard base64 with padding of a SHA-1 digest: 28 characters (six groups of three
+/// bytes, then two bytes and one `=`).
+fn base64_digest(d: &[u8; 20]) -> [u8; 28] {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let sextet = |v: u32, shift: u32| ALPHABET[(v >> shift) as usize & 63];
+    let mut o = [b'='; 28];
+    for g in 0..6 {
+        let v = u32::from(d[3 * g]) << 16 | u32::from(d[3 * g + 1]) << 8 | u32::from(d[3 * g + 2]);
+        o[4 * g] = sextet(v, 18);
+        o[4 * g + 1] = sextet(v, 12);
+        o[4 * g + 2] = sextet(v, 6);
+        o[4 * g + 3] = sextet(v, 0);
+    }
+    let v = u32::from(d[18]) << 16 | u32::from(d[19]) << 8;
+    o[24] = sextet(v, 18);
+    o[25] = sextet(v, 12);
+    o[26] = sextet(v, 6);
+    o
 }
 
 enum AddrBytes {
@@ -165,5 +187,15 @@ mod tests {
             community_id(1, a, b, 63943, 25, 6),
             "1:eJYTW6AOzFLlSUoESovMjnu7rMw="
         );
+    }
+
+    #[test]
+    fn base64_of_a_digest_matches_the_standard_alphabet_with_padding() {
+        let counting: [u8; 20] = std::array::from_fn(|i| i as u8);
+        assert_eq!(&base64_digest(&counting), b"AAECAwQFBgcICQoLDA0ODxAREhM=");
+        assert_eq!(&base64_digest(&[255; 20]), b"//////////////////////////8=");
+        let mut plus = [0u8; 20];
+        plus[..3].copy_from_slice(&[251, 239, 190]);
+        assert_eq!(&base64_digest(&plus), b"++++AAAAAAAAAAAAAAAAAAAAAAA=");
     }
 }
