@@ -372,6 +372,11 @@ impl FlowShard {
 
     /// [`process`](Self::process) with the key already computed by [`key_of`](Self::key_of).
     pub fn process_keyed(&mut self, p: &Packet, k: &PacketKey, out: &mut Vec<FlowEvent>) {
+        if self.draining {
+            // A packet before a drain finished (the pipeline never does this): the drain
+            // completes first, so no lookup meets a flow it already ended.
+            self.end_due(usize::MAX, out);
+        }
         let (key, from_lo, hash) = (k.key, k.from_lo, k.hash);
         let mut found = self.find(&key, hash);
         if let Some(i) = found {
@@ -691,8 +696,8 @@ impl FlowShard {
 
     /// Queues every live flow to be ended (end of input or shutdown at packet time
     /// `now`); flows already past their timeout end as timed out, as a sweep would
-    /// have ended them. No packet may be fed until [`end_due`](Self::end_due) has ended
-    /// them all: the table is then empty.
+    /// have ended them. [`end_due`](Self::end_due) ends them; a packet fed before it has
+    /// ended them all ends the rest first. The table is then empty.
     ///
     /// Every flow goes, so nothing is unlinked or removed one by one: the slab is read
     /// in order (not by chasing idle-list links, a cache miss per flow) and reset after
@@ -1256,6 +1261,22 @@ mod tests {
         s.drain(&mut ev);
         let ends = ev.iter().filter(|e| matches!(e, FlowEvent::Ended(..)));
         assert_eq!(ends.count(), 1);
+        // A packet in the middle of a drain: the drain completes first.
+        ev.clear();
+        for sport in [2001, 2002, 2003] {
+            s.process(&udp(70, sport), &mut ev);
+        }
+        assert_eq!(s.drain_begin(Ts::from_secs(71)), 3);
+        assert!(s.end_due(1, &mut ev));
+        s.process(&udp(72, 2001), &mut ev);
+        let ended = ev
+            .iter()
+            .filter(|e| matches!(e, FlowEvent::Ended(..)))
+            .count();
+        assert_eq!((ended, s.live()), (3, 1));
+        assert!(matches!(ev.last(), Some(FlowEvent::Started(_))));
+        ev.clear();
+        s.drain(&mut ev);
         // A drain of an empty table is a no-op.
         assert_eq!(s.drain_begin(Ts::from_secs(60)), 0);
         assert!(!s.end_due(8, &mut ev));
