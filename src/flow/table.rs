@@ -663,6 +663,10 @@ impl FlowShard {
     /// Finds every flow idle past its class timeout at packet time `now` and queues it to
     /// be ended by [`end_due`](Self::end_due); returns how many are due.
     pub fn expire_begin(&mut self, now: Ts) -> usize {
+        if self.draining {
+            // Every flow is due already (and ended ones are still on their lists).
+            return self.due.len();
+        }
         self.due.clear();
         for c in 0..CLASSES {
             let timeout = self.timeouts[c];
@@ -1261,6 +1265,17 @@ mod tests {
         s.drain(&mut ev);
         let ends = ev.iter().filter(|e| matches!(e, FlowEvent::Ended(..)));
         assert_eq!(ends.count(), 1);
+        // An expiry pass in the middle of a drain adds nothing and ends nothing twice.
+        ev.clear();
+        for sport in [3001, 3002] {
+            s.process(&udp(80, sport), &mut ev);
+        }
+        assert_eq!(s.drain_begin(Ts::from_secs(81)), 2);
+        assert!(s.end_due(1, &mut ev));
+        assert_eq!(s.expire_begin(Ts::from_secs(500)), 1);
+        while s.end_due(8, &mut ev) {}
+        let ends = ev.iter().filter(|e| matches!(e, FlowEvent::Ended(..)));
+        assert_eq!((ends.count(), s.live()), (2, 0));
         // A packet in the middle of a drain: the drain completes first.
         ev.clear();
         for sport in [2001, 2002, 2003] {

@@ -468,11 +468,8 @@ impl Cadence {
         }
     }
 
-    /// Keys of a flow's series (up to three), without allocating.
-    fn keys(&self, f: &FlowRecord, st: &FlowState) -> [Option<Key>; 3] {
-        Self::keys_of(&self.cfg, f, st)
-    }
-
+    /// Keys of a flow's series (up to three), without allocating. Takes the config, not
+    /// `self`, so that it can run while the flow's state is borrowed from `self.flows`.
     fn keys_of(cfg: &CadenceConfig, f: &FlowRecord, st: &FlowState) -> [Option<Key>; 3] {
         let host = f.orig;
         [
@@ -560,7 +557,7 @@ impl Cadence {
             small: [(0, 0); SMALL_SIZES],
         };
         let beat = f.proto == PROTO_UDP || f.history.as_str().starts_with('S');
-        let keys = self.keys(f, &st);
+        let keys = Self::keys_of(&self.cfg, f, &st);
         let view = beat.then(|| st.view());
         self.flows.insert(f.uid, st);
         if let Some(view) = view {
@@ -756,7 +753,7 @@ impl Cadence {
         }
         // A flow whose messages were counted one by one is not counted again as a whole.
         if st.sized_msgs == 0 && f.orig_bytes > 0 {
-            let keys = self.keys(f, &st);
+            let keys = Self::keys_of(&self.cfg, f, &st);
             self.sized(f, f.last_ts, f.orig_bytes, &keys, &st.view());
         }
     }
