@@ -57,6 +57,7 @@ fn records() -> Vec<Vec<u8>> {
             resp_first_sizes: [1400, 0, 0, 0],
             orig_mac: None,
             vlan: 0,
+            handle: portent::flow::FlowHandle::NONE,
         };
         for ev in [
             FlowEvent::Started(r),

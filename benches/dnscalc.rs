@@ -85,6 +85,7 @@ fn flow(t: f64, dst: IpAddr, port: u16) -> FlowEvent {
         resp_first_sizes: [0; 4],
         orig_mac: None,
         vlan: 0,
+        handle: portent::flow::FlowHandle::NONE,
     })
 }
 

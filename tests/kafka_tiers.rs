@@ -547,6 +547,7 @@ fn a_live_publisher_drops_and_counts_when_the_broker_is_gone() {
         resp_first_sizes: [0; 4],
         orig_mac: None,
         vlan: 0,
+        handle: portent::flow::FlowHandle::NONE,
     };
     // Far more than the buffer holds: the sends return at once, the excess is counted.
     for i in 0..50_000 {

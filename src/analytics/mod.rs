@@ -12,9 +12,11 @@ pub mod cadence;
 pub mod dnscalc;
 pub mod engine;
 pub mod nonbrowser;
+pub mod per_flow;
 
 pub use alert::{Alert, AlertCadence, AlertDns, Analytic};
 pub use engine::{Context, Detector, Engine};
+pub use per_flow::PerFlow;
 
 /// The detectors every worker runs, built fresh per worker from the configuration,
 /// without persisted baselines.

@@ -906,6 +906,7 @@ mod tests {
             resp_first_sizes: [0; 4],
             orig_mac: None,
             vlan: 0,
+            handle: crate::flow::FlowHandle::NONE,
         })
     }
 

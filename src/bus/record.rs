@@ -15,7 +15,7 @@ use crate::decode::dns::{
     AnswerRecord, DnsAnomalies, DnsAnswer, DnsKind, RecordData, MAX_CNAME_CHAIN, MAX_RECORDS,
 };
 use crate::enrichment::reader::Format;
-use crate::flow::{ConnState, EndReason, FlowEvent, FlowRecord, History, FIRST_SIZES};
+use crate::flow::{ConnState, EndReason, FlowEvent, FlowHandle, FlowRecord, History, FIRST_SIZES};
 use crate::time::Ts;
 
 /// First byte of every record: layout version 1.
@@ -545,6 +545,8 @@ fn flow(r: &mut Reader<'_>) -> Result<FlowRecord, RecordError> {
         resp_first_sizes,
         orig_mac,
         vlan,
+        // The analytics tier has no flow table: per-flow state falls back to the uid.
+        handle: FlowHandle::NONE,
     })
 }
 
@@ -672,6 +674,7 @@ mod tests {
             resp_first_sizes: [1400, 0, 0, 0],
             orig_mac: Some([2, 0, 0, 0, 0, 1]),
             vlan: 12,
+            handle: crate::flow::FlowHandle::NONE,
         }
     }
 

@@ -67,6 +67,19 @@ impl FlowKey {
 /// the fixed-size analytic's per-connection view).
 pub const FIRST_SIZES: usize = 4;
 
+/// Where a live flow sits in its shard: a slot of the shard's slab, reused once the
+/// flow has ended (after its `Ended` event). Slots are dense from 0, so a detector can
+/// keep per-flow state in an array indexed by the handle, next to nothing else, instead
+/// of probing a hash map as large as the live flows on every event (see
+/// [`crate::analytics::PerFlow`]). Check the uid too: a handle names a slot, not a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowHandle(pub u32);
+
+impl FlowHandle {
+    /// Records made without a flow table (decoded from the bus, built in tests).
+    pub const NONE: FlowHandle = FlowHandle(u32::MAX);
+}
+
 /// A connection as Zeek's conn.log describes it, oriented originator -> responder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
@@ -99,6 +112,9 @@ pub struct FlowRecord {
     /// Source MAC seen on the originator's packets, when the link had one.
     pub orig_mac: Option<[u8; 6]>,
     pub vlan: u16,
+    /// The flow's slot in the shard that produced the record; not part of the record's
+    /// meaning (never written out or published).
+    pub handle: FlowHandle,
 }
 
 impl FlowRecord {

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use super::index::{self, FlowIndex};
 
 use super::history::{ConnState, History};
-use super::{EndReason, FlowEvent, FlowKey, FlowRecord, FIRST_SIZES};
+use super::{EndReason, FlowEvent, FlowHandle, FlowKey, FlowRecord, FIRST_SIZES};
 use crate::config::{FlowConfig, NetSet};
 use crate::decode::{tcp_flags as tf, Packet, PROTO_TCP, PROTO_UDP};
 use crate::time::{Dur, Ts};
@@ -611,6 +611,7 @@ impl FlowShard {
             resp_first_sizes: f.first_sizes[1],
             orig_mac: f.has_mac.then_some(f.mac),
             vlan: f.vlan,
+            handle: FlowHandle(i),
         }
     }
 

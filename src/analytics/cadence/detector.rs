@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use super::config::CadenceConfig;
 use super::{FixedSizeVerdict, Observed, PeriodicSeries, PeriodicVerdict, SizeSeries};
-use crate::analytics::{Alert, Analytic, Context, Detector};
+use crate::analytics::{Alert, Analytic, Context, Detector, PerFlow};
 use crate::decode::dns::DnsAnswer;
 use crate::decode::{PROTO_TCP, PROTO_UDP};
 use crate::enrichment::context::UserBaseline;
@@ -249,6 +249,7 @@ struct FlowEdr {
 
 /// Per live outbound flow: what its Started found out, and the message bookkeeping
 /// (72 bytes).
+#[derive(Default)]
 struct FlowState {
     first: Ts,
     name: Option<Arc<Name>>,
@@ -320,7 +321,7 @@ pub struct Cadence {
     series: HashMap<Key, Series>,
     fresh: HashMap<u64, Fresh>,
     dns: DnsNames,
-    flows: HashMap<u64, FlowState>,
+    flows: PerFlow<FlowState>,
     /// Chunk state of live flows in `flows` (a subset).
     chunks: HashMap<u64, Chunks>,
     /// (host, destination name or address) a known-good agent of that host used: its
@@ -436,13 +437,14 @@ fn edr_bonus(a: &Attribution, users: &UserBaseline) -> (f64, Vec<String>) {
 impl Cadence {
     pub fn new(cfg: CadenceConfig) -> Cadence {
         let users = UserBaseline::new(cfg.expected_users.clone(), 0);
+        let max_flows = cfg.max_flows;
         Cadence {
             users,
             cfg,
             series: HashMap::new(),
             fresh: HashMap::new(),
             dns: DnsNames::default(),
-            flows: HashMap::new(),
+            flows: PerFlow::new(max_flows),
             chunks: HashMap::new(),
             agent_dests: HashMap::new(),
             stats: CadenceStats::default(),
@@ -559,7 +561,7 @@ impl Cadence {
         let beat = f.proto == PROTO_UDP || f.history.as_str().starts_with('S');
         let keys = Self::keys_of(&self.cfg, f, &st);
         let view = beat.then(|| st.view());
-        self.flows.insert(f.uid, st);
+        self.flows.insert(f, st);
         if let Some(view) = view {
             self.beat(f, f.first_ts, &keys, &view);
         }
@@ -649,7 +651,7 @@ impl Cadence {
     }
 
     fn on_message(&mut self, f: &FlowRecord, start: Ts, bytes: u64) {
-        let Some(st) = self.flows.get_mut(&f.uid) else {
+        let Some(st) = self.flows.get_mut(f) else {
             return;
         };
         st.msgs += 1;
@@ -706,7 +708,11 @@ impl Cadence {
         // Chunks inside one connection: every message a multiple of one size.
         let mut chunk = None;
         if paused {
-            let known = self.chunks.get_mut(&f.uid);
+            let known = if self.chunks.is_empty() {
+                None
+            } else {
+                self.chunks.get_mut(&f.uid)
+            };
             let g = match &known {
                 Some(c) if c.gcd != 0 => gcd(c.gcd, bytes),
                 _ => bytes,
@@ -745,7 +751,7 @@ impl Cadence {
     }
 
     fn on_ended(&mut self, f: &FlowRecord) {
-        let Some(st) = self.flows.remove(&f.uid) else {
+        let Some(st) = self.flows.remove(f) else {
             return;
         };
         if !self.chunks.is_empty() {
@@ -906,10 +912,15 @@ impl Cadence {
     fn evict_flows(&mut self) {
         let cut = cutoff(self.flows.values().map(|f| f.first));
         let before = self.flows.len();
-        self.flows.retain(|_, f| f.first > cut);
+        let chunks = &mut self.chunks;
+        self.flows.retain(|uid, f| {
+            let keep = f.first > cut;
+            if !keep && !chunks.is_empty() {
+                chunks.remove(&uid);
+            }
+            keep
+        });
         self.stats.flows_evicted += (before - self.flows.len()) as u64;
-        let flows = &self.flows;
-        self.chunks.retain(|uid, _| flows.contains_key(uid));
     }
 }
 
@@ -1210,6 +1221,7 @@ mod tests {
             resp_first_sizes: [0; 4],
             orig_mac: None,
             vlan: 0,
+            handle: crate::flow::FlowHandle::NONE,
         }
     }
 

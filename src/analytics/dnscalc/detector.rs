@@ -275,6 +275,7 @@ impl DnsCalc {
         let mut alerted = false;
         if !exempt && !st.answers.is_empty() {
             stats.checked_flows += 1;
+            st.settle();
             let dst = canonical(f.resp);
             let port_hits = !st.lookup(KEY_PORT, u32::from(port)).is_empty();
             let shuffle_hits = cfg.address_transforms

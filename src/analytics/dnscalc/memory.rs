@@ -3,9 +3,12 @@
 //!
 //! The per-flow check must cost a few lookups, so the work is done at answer time: each
 //! answer's derived ports (every derivation over every kept address) and, for IPv4, the
-//! octet signature its shuffles share go into one sorted per-host [`Index`]. A new flow
-//! then costs one binary search for its port (and, when the destination came from no
-//! answer, one for its signature); nothing on that path hashes a string or allocates.
+//! octet signature its shuffles share are computed then. They reach the sorted per-host
+//! index lazily: the first lookup after new answers merges them all at once
+//! ([`HostState::settle`]), since answers far outnumber the flows that need a lookup.
+//! A new flow then costs one binary search for its port (and, when the destination came
+//! from no answer, one for its signature); nothing on that path hashes a string or
+//! allocates.
 //!
 //! Memory per host is bounded twice: the answer ring (`max_answers_per_host`) and the
 //! index ([`MAX_INDEX`] entries); when a large answer would overflow the index, the
@@ -26,7 +29,9 @@ use super::unusual::Unusual;
 /// go into the worker's answered-address set).
 pub const KEEP_ADDRS: usize = 8;
 
-/// Index entries per host: 8 bytes each, so at most 8 KiB per host.
+/// Index entries per host, pending ones included: 8 bytes each, so at most 8 KiB of
+/// live entries per host (16 KiB of capacity: the index and the pending entries each
+/// grow to at most this many).
 pub const MAX_INDEX: usize = 1024;
 
 /// Index key kinds.
@@ -139,8 +144,14 @@ pub struct Remembered {
 #[derive(Debug)]
 pub struct HostState {
     pub answers: VecDeque<Remembered>,
-    /// Sorted [`entry`]s of the remembered answers.
+    /// Sorted [`entry`]s of the remembered answers, except the `pending` ones.
     pub index: Vec<u64>,
+    /// Entries of answers remembered since the last [`HostState::settle`], in answer
+    /// order. Most answers are never looked up before the next one comes (flows that
+    /// need a lookup are far fewer than answers), so merging each one into the index and
+    /// the filter at once touched the host's whole index per answer; now one merge
+    /// serves every answer since the last lookup.
+    pending: Vec<u64>,
     /// Which keys may be in the index: most flows are answered "no" by one bit test,
     /// without a binary search (a full index sets about a fifth of the bits).
     filter: Box<[u64; 64]>,
@@ -172,6 +183,7 @@ impl HostState {
         HostState {
             answers: VecDeque::with_capacity(cap.min(8)),
             index: Vec::new(),
+            pending: Vec::new(),
             filter: Box::new([0; 64]),
             stale: 0,
             next_seq: 0,
@@ -192,8 +204,10 @@ impl HostState {
         self.answers.get(usize::from(seq_lo.wrapping_sub(front)))
     }
 
-    /// Entries with this key (kind and value), in index order.
+    /// Entries with this key (kind and value), in index order. Call
+    /// [`HostState::settle`] first: entries still pending are not found.
     pub fn lookup(&self, kind: u64, value: u32) -> &[u64] {
+        debug_assert!(self.pending.is_empty(), "lookup before settle");
         let key = kind << 32 | u64::from(value);
         let bit = filter_bit(key);
         if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
@@ -219,9 +233,10 @@ impl HostState {
         self.stale = 0;
     }
 
-    /// Remembers an answer with its sorted index entries (`new` is scratch: consumed).
-    /// The oldest answers go when the ring or the index would overflow; no allocation
-    /// once the ring and the index have grown to their caps.
+    /// Remembers an answer with its index entries (`new` is scratch: consumed); they
+    /// reach the index at the next [`HostState::settle`]. The oldest answers go when the
+    /// ring or the index would overflow; no allocation once the ring, the index and the
+    /// pending entries have grown to their caps.
     pub fn remember(&mut self, mut r: Remembered, new: &mut Vec<u64>, cap: usize) {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
@@ -233,29 +248,53 @@ impl HostState {
         new.dedup();
         new.truncate(MAX_INDEX);
         while !self.answers.is_empty()
-            && (self.answers.len() >= cap || self.index.len() + new.len() > MAX_INDEX)
+            && (self.answers.len() >= cap
+                || self.index.len() + self.pending.len() + new.len() > MAX_INDEX)
         {
             self.answers.pop_front();
             self.prune();
         }
         self.answers.push_back(r);
-        merge_into(&mut self.index, new);
-        Self::set_filter(&mut self.filter, new);
+        if self.pending.capacity() < self.pending.len() + new.len() {
+            // Bounded like the index (index + pending <= MAX_INDEX), grown by a quarter.
+            let want = (self.pending.len() + new.len())
+                .max(self.pending.capacity() + self.pending.capacity() / 4)
+                .min(MAX_INDEX);
+            self.pending.reserve_exact(want - self.pending.len());
+        }
+        self.pending.extend_from_slice(new);
         new.clear();
+    }
+
+    /// Moves the pending entries into the index and the filter (before lookups).
+    pub fn settle(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.pending.sort_unstable();
+        merge_into(&mut self.index, &self.pending);
+        Self::set_filter(&mut self.filter, &self.pending);
+        self.pending.clear();
         if self.stale > self.index.len() {
             self.rebuild_filter();
         }
     }
 
-    /// Drops index entries of answers no longer kept.
+    /// Drops index and pending entries of answers no longer kept.
     fn prune(&mut self) {
         let before = self.index.len();
         match self.answers.front().map(|r| r.seq as u8) {
-            None => self.index.clear(),
+            None => {
+                self.index.clear();
+                self.pending.clear();
+            }
             Some(front) => {
                 let n = self.answers.len();
-                self.index
-                    .retain(|&e| usize::from(((e >> 8) as u8).wrapping_sub(front)) < n);
+                let kept = |e: &u64| usize::from(((*e >> 8) as u8).wrapping_sub(front)) < n;
+                self.index.retain(kept);
+                // In answer order: the dropped answers' entries lead.
+                let gone = self.pending.iter().take_while(|e| !kept(e)).count();
+                self.pending.drain(..gone);
             }
         }
         self.stale += before - self.index.len();
@@ -285,6 +324,7 @@ impl HostState {
             .sum();
         self.answers.capacity() * std::mem::size_of::<Remembered>()
             + self.index.capacity() * 8
+            + self.pending.capacity() * 8
             + 512
             + names
             + self.baseline.ports.entries.capacity() * 24
@@ -461,6 +501,8 @@ mod tests {
             s.remember(rem(t * 50, &format!("n{t}")), &mut scratch, 3);
         }
         assert_eq!(s.answers.len(), 3);
+        assert_eq!(s.index.len() + s.pending.len(), 3);
+        s.settle();
         assert_eq!(s.index.len(), 3);
         assert!(s.lookup(KEY_PORT, 1006).is_empty());
         let e = s.lookup(KEY_PORT, 1008);
@@ -488,6 +530,12 @@ mod tests {
                 scratch.push(entry(KEY_PORT, t * 1000 + p, 0, (p % 8) as usize));
             }
             s.remember(rem(i64::from(t), "x"), &mut scratch, 32);
+            assert!(s.index.len() + s.pending.len() <= MAX_INDEX);
+            // Settled only now and then: pending entries of dropped answers go too.
+            if t % 3 == 0 {
+                continue;
+            }
+            s.settle();
             assert!(s.index.len() <= MAX_INDEX);
             assert!(s.index.windows(2).all(|w| w[0] < w[1]));
             for &e in s.lookup(KEY_PORT, t * 1000 + 5) {
@@ -512,6 +560,7 @@ mod tests {
             }
             let stale_before = s.stale;
             s.remember(rem(i64::from(t), "x"), &mut scratch, 4);
+            s.settle();
             rebuilt |= s.stale < stale_before;
             assert!(s.stale <= s.index.len());
             // Every live key passes the filter; keys of dropped answers are never found.

@@ -79,6 +79,7 @@ fn conn(t: f64, src: &str, dst: &str, port: u16) -> FlowEvent {
         resp_first_sizes: [0; 4],
         orig_mac: None,
         vlan: 0,
+        handle: crate::flow::FlowHandle::NONE,
     })
 }
 
