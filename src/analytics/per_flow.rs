@@ -149,14 +149,6 @@ impl<T: Default> PerFlow<T> {
             .map(|s| &self.states[*s as usize].1)
             .chain(self.sparse.values())
     }
-
-    /// Heap bytes held (map buckets approximated).
-    pub fn heap_bytes(&self) -> usize {
-        self.at.capacity() * 4
-            + self.states.capacity() * std::mem::size_of::<(u64, T)>()
-            + self.free.capacity() * 4
-            + self.sparse.capacity() * (std::mem::size_of::<(u64, T)>() + 1)
-    }
 }
 
 #[cfg(test)]
@@ -227,17 +219,6 @@ mod tests {
         m.retain(|uid, _| uid != 3);
         assert!(m.is_empty());
         assert_eq!(m.values().count(), 0);
-    }
-
-    #[test]
-    fn the_empty_marker_uid_still_has_a_state() {
-        let mut m = PerFlow::new(8);
-        let odd = rec(u64::MAX, FlowHandle(1));
-        m.insert(&odd, 5u8);
-        assert_eq!(m.get_mut(&odd).copied(), Some(5));
-        assert_eq!(m.values().count(), 1);
-        assert_eq!(m.remove(&odd), Some(5));
-        assert!(m.is_empty());
     }
 
     #[test]
