@@ -255,13 +255,7 @@ impl HostState {
             self.prune();
         }
         self.answers.push_back(r);
-        if self.pending.capacity() < self.pending.len() + new.len() {
-            // Bounded like the index (index + pending <= MAX_INDEX), grown by a quarter.
-            let want = (self.pending.len() + new.len())
-                .max(self.pending.capacity() + self.pending.capacity() / 4)
-                .min(MAX_INDEX);
-            self.pending.reserve_exact(want - self.pending.len());
-        }
+        reserve_entries(&mut self.pending, new.len());
         self.pending.extend_from_slice(new);
         new.clear();
     }
@@ -333,17 +327,23 @@ impl HostState {
 }
 
 /// Merges sorted `new` into sorted `v` in place, from the back.
+/// Makes room for `extra` more entries, growing by a quarter, capped at [`MAX_INDEX`]: a
+/// few reallocations per host (exact growth reallocated on every answer, ~1.6 % of a
+/// replay's CPU), and the high-water mark stays within 1.25 times what the host needed,
+/// not up to twice.
+fn reserve_entries(v: &mut Vec<u64>, extra: usize) {
+    let need = v.len() + extra;
+    if v.capacity() < need {
+        let want = need
+            .max(v.capacity() + v.capacity() / 4)
+            .min(MAX_INDEX.max(need));
+        v.reserve_exact(want - v.len());
+    }
+}
+
 fn merge_into(v: &mut Vec<u64>, new: &[u64]) {
     let (n, m) = (v.len(), new.len());
-    // Growth by a quarter, capped at MAX_INDEX: a few reallocations per host (exact
-    // growth reallocated on every answer, ~1.6 % of a replay's CPU), and the high-water
-    // mark stays within 1.25 times what the host needed, not up to twice.
-    if v.capacity() < n + m {
-        let want = (n + m)
-            .max(v.capacity() + v.capacity() / 4)
-            .min(MAX_INDEX.max(n + m));
-        v.reserve_exact(want - n);
-    }
+    reserve_entries(v, m);
     v.resize(n + m, 0);
     let (mut i, mut j, mut k) = (n, m, n + m);
     while j > 0 {
