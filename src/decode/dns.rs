@@ -205,11 +205,14 @@ pub fn parse_response(ep: &DnsEndpoints, kind: DnsKind, msg: &[u8]) -> Result<Dn
     let mut query = String::new();
     let mut qtype = 0u16;
     let mut ok = true;
+    let mut seen = SeenNames::default();
     for i in 0..counts.queries {
         if i == 0 {
+            let at = dec.index();
             let (name, t) = read_question(&mut dec).ok_or(DnsError::Malformed)?;
             query = name;
             qtype = t;
+            seen.add(at, NameAt::Query);
         } else if skip_question(&mut dec).is_none() {
             ok = false;
             break;
@@ -217,12 +220,25 @@ pub fn parse_response(ep: &DnsEndpoints, kind: DnsKind, msg: &[u8]) -> Result<Dn
     }
 
     // Answer section.
-    let mut records = Vec::with_capacity(usize::from(counts.answers).min(MAX_RECORDS));
+    let mut records: Vec<AnswerRecord> =
+        Vec::with_capacity(usize::from(counts.answers).min(MAX_RECORDS));
     if ok {
         for _ in 0..counts.answers {
             if records.len() < MAX_RECORDS {
-                match read_record(msg, &mut dec) {
-                    Some(r) => records.push(r),
+                let owner = seen.pointed_to(msg, dec.index()).map(|at| match at {
+                    NameAt::Query => query.clone(),
+                    NameAt::Target(j) => match &records[j].data {
+                        RecordData::Name(n) => n.clone(),
+                        _ => String::new(), // never recorded for other data
+                    },
+                });
+                match read_record(msg, &mut dec, owner) {
+                    Some((r, target_at)) => {
+                        if let Some(at) = target_at {
+                            seen.add(at, NameAt::Target(records.len()));
+                        }
+                        records.push(r);
+                    }
                     None => {
                         ok = false;
                         break;
@@ -397,10 +413,63 @@ fn skip_question(dec: &mut BinDecoder<'_>) -> Option<()> {
     Some(())
 }
 
-/// Reads one resource record. Addresses must have their exact length; CNAME and DNAME
-/// targets are read by hickory (compression allowed) and must end inside the record.
-fn read_record(msg: &[u8], dec: &mut BinDecoder<'_>) -> Option<AnswerRecord> {
-    let owner = Name::read(dec).ok()?;
+/// Where a name already decoded from this message is kept.
+#[derive(Clone, Copy, Default)]
+enum NameAt {
+    #[default]
+    Query,
+    /// The CNAME or DNAME target of answer record `j`.
+    Target(usize),
+}
+
+/// Offsets at which a name was decoded (the question's, the CNAME targets'), so that an
+/// owner name that is only a compression pointer to one of them (nearly every answer
+/// record: `c0 0c`) is copied, not decoded again. The name at an offset decodes the same
+/// whatever points to it, and a pointer to an earlier offset is one hickory accepts.
+#[derive(Default)]
+struct SeenNames {
+    at: [(usize, NameAt); 8],
+    n: usize,
+}
+
+impl SeenNames {
+    fn add(&mut self, offset: usize, name: NameAt) {
+        if self.n < self.at.len() {
+            self.at[self.n] = (offset, name);
+            self.n += 1;
+        }
+    }
+
+    /// The decoded name the owner field at `pos` points to, when it is a bare pointer.
+    fn pointed_to(&self, msg: &[u8], pos: usize) -> Option<NameAt> {
+        let (&b0, &b1) = (msg.get(pos)?, msg.get(pos + 1)?);
+        if b0 & 0xC0 != 0xC0 {
+            return None;
+        }
+        let target = usize::from(b0 & 0x3F) << 8 | usize::from(b1);
+        self.at[..self.n]
+            .iter()
+            .find(|(o, _)| *o == target && *o < pos)
+            .map(|&(_, name)| name)
+    }
+}
+
+/// Reads one resource record, its owner given when already known (`owner`: the record
+/// starts with a 2-byte pointer to that name). Addresses must have their exact length;
+/// CNAME and DNAME targets are read by hickory (compression allowed) and must end inside
+/// the record. Also returns where a target name starts.
+fn read_record(
+    msg: &[u8],
+    dec: &mut BinDecoder<'_>,
+    owner: Option<String>,
+) -> Option<(AnswerRecord, Option<usize>)> {
+    let owner = match owner {
+        Some(name) => {
+            dec.read_slice(2).ok()?;
+            name
+        }
+        None => name_to_string(&Name::read(dec).ok()?),
+    };
     let rtype = dec.read_u16().ok()?.unverified();
     dec.read_u16().ok()?; // class
     let ttl = dec.read_u32().ok()?.unverified();
@@ -420,16 +489,27 @@ fn read_record(msg: &[u8], dec: &mut BinDecoder<'_>) -> Option<AnswerRecord> {
             if target_dec.index() > start + rdlen {
                 return None;
             }
-            RecordData::Name(name_to_string(&target))
+            return Some((
+                AnswerRecord {
+                    name: owner,
+                    rtype,
+                    ttl,
+                    data: RecordData::Name(name_to_string(&target)),
+                },
+                Some(start),
+            ));
         }
         _ => RecordData::Other,
     };
-    Some(AnswerRecord {
-        name: name_to_string(&owner),
-        rtype,
-        ttl,
-        data,
-    })
+    Some((
+        AnswerRecord {
+            name: owner,
+            rtype,
+            ttl,
+            data,
+        },
+        None,
+    ))
 }
 
 /// Skips one resource record without parsing its data; returns its type and TTL.
@@ -467,36 +547,36 @@ fn skip_name(dec: &mut BinDecoder<'_>) -> Option<()> {
 /// (mDNS names carry it), control characters and invalid bytes become `\DDD` (decimal, as
 /// in zone files), and a '.' or '\' inside a label is escaped with a backslash.
 pub fn name_to_string(name: &Name) -> String {
-    let mut out = String::with_capacity(name.len());
+    // Built as bytes and validated once: every piece pushed is valid UTF-8 (ASCII, whole
+    // chars, escapes), so the lossy branch never runs; it is there so nothing can panic.
+    let mut out = Vec::with_capacity(name.len());
     for (i, label) in name.iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            out.push(b'.');
         }
         push_label(&mut out, label);
     }
-    out
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn push_label(out: &mut String, label: &[u8]) {
-    // Most labels are printable ASCII with nothing to escape: appended as one string and
+fn push_label(out: &mut Vec<u8>, label: &[u8]) {
+    // Most labels are printable ASCII with nothing to escape: appended as one slice and
     // lowercased in place (pushed char by char, a name cost ~1000 instructions).
     let plain = label
         .iter()
         .all(|&b| (0x20..0x7f).contains(&b) && b != b'.' && b != b'\\');
     if plain {
-        if let Ok(s) = std::str::from_utf8(label) {
-            let start = out.len();
-            out.push_str(s);
-            out.as_mut_str()[start..].make_ascii_lowercase();
-            return;
-        }
+        let start = out.len();
+        out.extend_from_slice(label);
+        out[start..].make_ascii_lowercase();
+        return;
     }
     for chunk in label.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
                 '.' | '\\' => {
-                    out.push('\\');
-                    out.push(c);
+                    out.push(b'\\');
+                    out.push(c as u8);
                 }
                 c if c.is_control() => {
                     let mut buf = [0u8; 4];
@@ -504,7 +584,10 @@ fn push_label(out: &mut String, label: &[u8]) {
                         push_decimal_escape(out, b);
                     }
                 }
-                c => out.push(c.to_ascii_lowercase()),
+                c => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.to_ascii_lowercase().encode_utf8(&mut buf).as_bytes());
+                }
             }
         }
         for &b in chunk.invalid() {
@@ -513,11 +596,8 @@ fn push_label(out: &mut String, label: &[u8]) {
     }
 }
 
-fn push_decimal_escape(out: &mut String, b: u8) {
-    out.push('\\');
-    out.push(char::from(b'0' + b / 100));
-    out.push(char::from(b'0' + (b / 10) % 10));
-    out.push(char::from(b'0' + b % 10));
+fn push_decimal_escape(out: &mut Vec<u8>, b: u8) {
+    out.extend_from_slice(&[b'\\', b'0' + b / 100, b'0' + (b / 10) % 10, b'0' + b % 10]);
 }
 
 #[cfg(test)]
@@ -1060,6 +1140,53 @@ mod tests {
     }
 
     const RESPONSE: u16 = 0x8180;
+
+    /// Owner names that only point back are copied from the name decoded at the target
+    /// (the question, a CNAME target); pointers to anywhere else are decoded by hickory,
+    /// and both give the same text as an uncompressed owner.
+    #[test]
+    fn pointer_owners_match_decoded_names_wherever_they_point() {
+        let q = question("WWW.Example.COM", 1);
+        // Offsets: header 12, question name at 12, type/class after it.
+        let target_at = 12 + q.len() + 12; // after the CNAME's owner, type, class, ttl, len
+        let cname_rr = rr(&[0xC0, 12], 5, 60, &wire_name("Edge.CDN.net"));
+        let a1 = rr(&[0xC0, target_at as u8], 1, 30, &[192, 0, 2, 1]);
+        // Into the middle of the CNAME target: "cdn.net" (a suffix, never decoded alone).
+        let suffix = rr(&[0xC0, (target_at + 5) as u8], 1, 30, &[192, 0, 2, 2]);
+        // Uncompressed and mixed case: the same text as the pointer form.
+        let plain = rr_a("EDGE.cdn.NET", 20, [192, 0, 2, 3]);
+        let msg = message(RESPONSE, [1, 4, 0, 0], &[q, cname_rr, a1, suffix, plain]);
+        let a = parse(&msg).unwrap();
+        let names: Vec<&str> = a.records.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["www.example.com", "edge.cdn.net", "cdn.net", "edge.cdn.net"]
+        );
+        assert_eq!(a.cname_chain, ["www.example.com", "edge.cdn.net"]);
+        assert_eq!(a.addrs, [ip("192.0.2.1"), ip("192.0.2.3")]);
+        assert_eq!(a.min_ttl, 20);
+        assert_eq!(a.anomalies.unrelated_records, 1);
+        assert!(!a.anomalies.incomplete);
+    }
+
+    /// A pointer to where a name will be decoded later is a forward pointer: hickory
+    /// refuses it, and the copy path must not accept it either.
+    #[test]
+    fn owner_pointer_to_a_later_target_is_refused() {
+        let q = question("a.example", 1);
+        let first_rr_at = 12 + q.len();
+        // The CNAME's own owner points at its target (which starts 12 bytes later).
+        let cname_rr = rr(
+            &[0xC0, (first_rr_at + 12) as u8],
+            5,
+            60,
+            &wire_name("b.example"),
+        );
+        let msg = message(RESPONSE, [1, 1, 0, 0], &[q, cname_rr]);
+        let a = parse(&msg).unwrap();
+        assert!(a.records.is_empty());
+        assert!(a.anomalies.incomplete);
+    }
 
     #[test]
     fn empty_and_one_byte_messages_are_malformed() {
