@@ -439,6 +439,7 @@ pub fn run_live(a: LiveArgs) -> Result<(), String> {
         reopen,
         progress: false,
         publish: publisher.clone(),
+        exit_after: true,
     };
     let summary = pipeline::run(source.as_dyn(), opts);
     // The followers first: the lines they forward are flushed with the rest.

@@ -197,6 +197,7 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
         reopen,
         progress: !a.quiet && std::io::stderr().is_terminal(),
         publish: publisher.clone(),
+        exit_after: true,
     };
     let summary = pipeline::run(&mut source, opts).map_err(|e| e.to_string())?;
     if let Some(p) = &publisher {

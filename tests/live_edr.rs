@@ -88,6 +88,7 @@ fn run(
         reopen: Arc::new(AtomicBool::new(false)),
         progress: false,
         publish: None,
+        exit_after: false,
     };
     match late_feed {
         Some(feed) => {

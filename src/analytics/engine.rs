@@ -48,7 +48,9 @@ pub trait Detector: Send {
     fn on_flow(&mut self, _ctx: &Context, _event: &FlowEvent, _out: &mut Vec<Alert>) {}
     /// Packet time advanced to `now` (called at batch boundaries).
     fn on_tick(&mut self, _ctx: &Context, _now: Ts, _out: &mut Vec<Alert>) {}
-    /// End of input or shutdown, after the last flows ended: persist state here.
+    /// End of input or shutdown, after the last flows ended: persist state here, and let
+    /// go of external handles (the state store): an exiting process may forget the
+    /// detector afterwards instead of dropping it (see `RunOptions::exit_after`).
     fn on_finish(&mut self, _ctx: &Context) {}
 }
 
@@ -105,6 +107,13 @@ impl Engine {
         for d in &mut self.detectors {
             d.on_finish(&self.ctx);
         }
+    }
+
+    /// After [`Engine::on_finish`], in a process about to exit: the detectors' tables
+    /// are left to the exit, unfreed (the context drops as usual).
+    pub fn leave_detectors_to_exit(self) {
+        std::mem::forget(self.detectors);
+        std::mem::forget(self.last_alert);
     }
 
     /// Applies the dedup window and fills missing attribution.

@@ -839,6 +839,8 @@ impl Detector for Nonbrowser {
     fn on_finish(&mut self, _ctx: &Context) {
         let t = self.latest;
         self.save(t);
+        // Saved for the last time: the store closes when its last handle goes.
+        self.store = None;
     }
 }
 

@@ -21,6 +21,9 @@ use crate::time::{Dur, Ts};
 
 const NIL: u32 = u32::MAX;
 
+/// How many due flows ahead [`FlowShard::end_due`] prefetches a record.
+const END_PREFETCH: usize = 4;
+
 /// A flow moves to the head of its idle list at most this often (packet time). Relinking
 /// on every packet touches two neighbours' cache lines; this bounds how late an idle flow
 /// is noticed instead (by this much at most).
@@ -751,6 +754,17 @@ impl FlowShard {
     /// message just before its end. Returns whether more remain.
     pub fn end_due(&mut self, max: usize, out: &mut Vec<FlowEvent>) -> bool {
         for _ in 0..max {
+            // Due flows come in time order, scattered over the slab: start loading the
+            // record a few ends ahead (a drain ends every live flow).
+            if let Some(ahead) = self.due.len().checked_sub(1 + END_PREFETCH) {
+                let f = self
+                    .flows
+                    .as_ptr()
+                    .wrapping_add(self.due[ahead].slot as usize);
+                for line in 0..std::mem::size_of::<Flow>().div_ceil(64) {
+                    index::prefetch((f as *const u8).wrapping_add(line * 64));
+                }
+            }
             let Some(d) = self.due.pop() else {
                 break;
             };

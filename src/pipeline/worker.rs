@@ -69,6 +69,8 @@ pub(crate) struct Worker {
     released: Vec<Alert>,
     /// Capture tier: this worker's stream to the bus.
     bus: Option<crate::bus::publish::WorkerSink>,
+    /// See [`super::RunOptions::exit_after`].
+    exit_after: bool,
 }
 
 impl Worker {
@@ -80,6 +82,7 @@ impl Worker {
         detectors: Vec<Box<dyn Detector>>,
         attribution_wait: Option<Duration>,
         bus: Option<crate::bus::publish::WorkerSink>,
+        exit_after: bool,
     ) -> Worker {
         let pending = match (&attributor, attribution_wait) {
             (Some(_), Some(w)) if !w.is_zero() => Some(PendingAlerts::new(w, MAX_PENDING_ALERTS)),
@@ -103,6 +106,7 @@ impl Worker {
             pending,
             released: Vec::new(),
             bus,
+            exit_after,
         }
     }
 
@@ -193,7 +197,26 @@ impl Worker {
                 break;
             }
         }
-        self.finish_stats()
+        let stats = self.finish_stats();
+        if self.exit_after {
+            self.leave_to_exit();
+        }
+        stats
+    }
+
+    /// The process is about to exit: the flow table, the TCP DNS streams and the
+    /// detectors' state go with it, unfreed. Everything else (the bus sink, the EDR
+    /// attributor) drops as usual; detectors let go of their state store in `on_finish`.
+    fn leave_to_exit(self) {
+        let Worker {
+            shard,
+            engine,
+            dns_tcp,
+            ..
+        } = self;
+        std::mem::forget(shard);
+        std::mem::forget(dns_tcp);
+        engine.leave_detectors_to_exit();
     }
 
     /// Hands the counts to telemetry (it publishes at most once a period).
@@ -227,21 +250,23 @@ impl Worker {
                 sub: *sub,
             }
         };
-        for i in 0..self.events.len() {
-            let ev = self.events[i];
-            self.engine.on_flow(&ev, &mut self.alerts);
+        // Taken and put back: events are read in place (a copy is ~200 bytes each).
+        let events = std::mem::take(&mut self.events);
+        for ev in &events {
+            self.engine.on_flow(ev, &mut self.alerts);
             if let Some(bus) = self.bus.as_mut() {
-                bus.flow(&ev, p.ts);
+                bus.flow(ev, p.ts);
             }
             if let FlowEvent::Ended(r, why) = ev {
                 self.stats.flows += 1;
                 let k = key(&mut sub);
                 ob.push(k, Stream::Flows, |buf| {
-                    output::render_flow(buf, &r, why, self.has_home_net)
+                    output::render_flow(buf, r, *why, self.has_home_net)
                 });
-                self.close_dns_streams(&r);
+                self.close_dns_streams(r);
             }
         }
+        self.events = events;
         let tcp_syn = p.proto == PROTO_TCP && p.tcp_flags & tcp_flags::SYN != 0;
         if !payload.is_empty() || (tcp_syn && dns::dns_kind(p.sport, p.dport).is_some()) {
             self.dns(p, payload);
@@ -343,13 +368,13 @@ impl Worker {
 
     /// Renders the flow ends (and what analytics make of them) in `self.events`.
     fn sweep_events(&mut self, clock: Ts, seq_end: u64, sub: &mut u32, ob: &mut OutBatch) {
-        for i in 0..self.events.len() {
-            let ev = self.events[i];
-            self.engine.on_flow(&ev, &mut self.alerts);
+        let events = std::mem::take(&mut self.events);
+        for ev in &events {
+            self.engine.on_flow(ev, &mut self.alerts);
             if let Some(bus) = self.bus.as_mut() {
-                bus.flow(&ev, clock);
+                bus.flow(ev, clock);
             }
-            let (t, tb) = match &ev {
+            let (t, tb) = match ev {
                 FlowEvent::Ended(r, _) | FlowEvent::Started(r) => (r.last_ts.0, r.uid),
                 FlowEvent::OrigMessage { flow, .. } => (flow.last_ts.0, flow.uid),
             };
@@ -367,9 +392,9 @@ impl Worker {
                 self.stats.flows += 1;
                 let k = key();
                 ob.push(k, Stream::Flows, |buf| {
-                    output::render_flow(buf, &r, why, self.has_home_net)
+                    output::render_flow(buf, r, *why, self.has_home_net)
                 });
-                self.close_dns_streams(&r);
+                self.close_dns_streams(r);
             }
             if !self.answers.is_empty() {
                 let mut answers = std::mem::take(&mut self.answers);
@@ -393,6 +418,7 @@ impl Worker {
             };
             self.emit_alerts(base, false, sub, ob);
         }
+        self.events = events;
     }
 
     /// Packet time advanced: analytics that work on time (cadence) report here.

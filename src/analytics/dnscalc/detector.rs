@@ -779,6 +779,8 @@ impl Detector for DnsCalc {
             .max()
             .unwrap_or(now);
         self.save(latest.max(now));
+        // Saved for the last time: the store closes when its last handle goes.
+        self.store = None;
         // Operators measuring chance matches on their own traffic ask for the counters.
         if std::env::var_os("PORTENT_DNSCALC_STATS").is_some() {
             let (hosts, bytes) = self.memory();
