@@ -20,7 +20,8 @@ use crate::time::{Dur, Ts};
 use super::config::DnsCalcConfig;
 use super::derivation::{canonical, AddrTransform, Derivation, Family, Operands};
 use super::memory::{
-    entry, octet_sig, Addrs, Answered, HostState, Hosts, Remembered, KEEP_ADDRS, KEY_PORT, KEY_SIG,
+    entry, octet_sig, Addrs, Answered, HostState, Hosts, IndexEntry, Remembered, KEEP_ADDRS,
+    KEY_PORT, KEY_SIG,
 };
 use super::unusual::{NameHistory, Unusual};
 
@@ -277,7 +278,7 @@ impl DnsCalc {
             stats.checked_flows += 1;
             st.settle();
             let dst = canonical(f.resp);
-            let port_hits = !st.lookup(KEY_PORT, u32::from(port)).is_empty();
+            let port_hits = !st.lookup_port(port).is_empty();
             let shuffle_hits = cfg.address_transforms
                 && match dst {
                     IpAddr::V4(a) => {
@@ -288,7 +289,7 @@ impl DnsCalc {
                             o.map(|x| x.wrapping_add(1)),
                         ]
                         .iter()
-                        .any(|&x| !st.lookup(KEY_SIG, octet_sig(x)).is_empty())
+                        .any(|&x| !st.lookup_sig(octet_sig(x)).is_empty())
                     }
                     IpAddr::V6(_) => false,
                 };
@@ -410,14 +411,14 @@ fn check_calculated(
     let mut dns_less: Option<bool> = None;
     let mut best: Option<Hit> = None;
     let mut matched = false;
-    for &e in st.lookup(KEY_PORT, u32::from(port)) {
-        let seq = (e >> 8) as u8;
+    for &e in st.lookup_port(port) {
+        let seq = e.seq();
         let Some(r) = st.by_seq(seq) else { continue };
         if r.ts > now || r.ts < from {
             continue;
         }
         matched = true;
-        let a = r.addrs.get((e & 0xff) as usize);
+        let a = r.addrs.get(e.addr());
         let kind = if a == dst {
             HitKind::Port
         } else if !*dns_less.get_or_insert_with(|| env.dns_less(st, dst)) {
@@ -449,13 +450,13 @@ fn check_calculated(
                 o.map(|x| x.wrapping_sub(1)),
                 o.map(|x| x.wrapping_add(1)),
             ] {
-                for &e in st.lookup(KEY_SIG, octet_sig(x)) {
-                    let seq = (e >> 8) as u8;
+                for &e in st.lookup_sig(octet_sig(x)) {
+                    let seq = e.seq();
                     let Some(r) = st.by_seq(seq) else { continue };
                     if r.ts > now || r.ts < from {
                         continue;
                     }
-                    let a = r.addrs.get((e & 0xff) as usize);
+                    let a = r.addrs.get(e.addr());
                     let Some(t) = AddrTransform::between(a, dst).filter(|t| !t.is_neighbour())
                     else {
                         continue;

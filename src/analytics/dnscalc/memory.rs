@@ -4,15 +4,16 @@
 //! The per-flow check must cost a few lookups, so the work is done at answer time: each
 //! answer's derived ports (every derivation over every kept address) and, for IPv4, the
 //! octet signature its shuffles share are computed then. They reach the sorted per-host
-//! index lazily: the first lookup after new answers merges them all at once
-//! ([`HostState::settle`]), since answers far outnumber the flows that need a lookup.
-//! A new flow then costs one binary search for its port (and, when the destination came
-//! from no answer, one for its signature); nothing on that path hashes a string or
-//! allocates.
+//! index lazily: new entries wait unsorted at the end of the index, and the first lookup
+//! after new answers merges them all at once ([`HostState::settle`]), since answers far
+//! outnumber the flows that need a lookup. A new flow then costs one binary search for
+//! its port (and, when the destination came from no answer, one for its signature);
+//! nothing on that path hashes a string or allocates.
 //!
 //! Memory per host is bounded twice: the answer ring (`max_answers_per_host`) and the
 //! index ([`MAX_INDEX`] entries); when a large answer would overflow the index, the
-//! oldest answers go first. See [`HostState::heap_bytes`].
+//! oldest answers go first. A port entry takes 4 bytes, a signature entry 8 (ports are
+//! ~12 of every 13 entries). See [`HostState::heap_bytes`].
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
@@ -29,24 +30,124 @@ use super::unusual::Unusual;
 /// go into the worker's answered-address set).
 pub const KEEP_ADDRS: usize = 8;
 
-/// Index entries per host, pending ones included: 8 bytes each, so at most 8 KiB of
-/// live entries per host (16 KiB of capacity: the index and the pending entries each
-/// grow to at most this many).
+/// Index entries per host (ports and signatures, unsorted new ones included): at most
+/// 8 KiB of live entries per host.
 pub const MAX_INDEX: usize = 1024;
 
 /// Index key kinds.
 pub const KEY_PORT: u64 = 0;
 pub const KEY_SIG: u64 = 1;
 
-/// One index entry: `key (kind << 32 | value)` in bits 63..24, answer sequence (low byte)
-/// in 15..8, address slot in 7..0. Sorted by key, then answer, then address.
+/// One new index entry as the detector computes it: `key (kind << 32 | value)` in bits
+/// 63..24, answer sequence (low byte) in 15..8, address slot in 7..0. Sorted by key, then
+/// answer, then address. [`HostState::remember`] stores it in the index of its kind.
 pub fn entry(kind: u64, value: u32, seq: u32, addr: usize) -> u64 {
     ((kind << 32 | u64::from(value)) << 24) | (u64::from(seq & 0xff) << 8) | addr as u64
 }
 
-/// Bit of a key in a host's [`HostState::filter`] (4096 bits).
+/// A stored index entry of either kind (port: `u32`, value in bits 31..16; signature:
+/// `u64`, value in bits 47..16), with the answer sequence in bits 15..8 and the address
+/// slot in 7..0.
+pub trait IndexEntry: Copy + Ord {
+    /// The low byte of the answer's sequence number.
+    fn seq(self) -> u8;
+    /// The address slot in the answer.
+    fn addr(self) -> usize;
+}
+
+impl IndexEntry for u32 {
+    fn seq(self) -> u8 {
+        (self >> 8) as u8
+    }
+    fn addr(self) -> usize {
+        (self & 0xff) as usize
+    }
+}
+
+impl IndexEntry for u64 {
+    fn seq(self) -> u8 {
+        (self >> 8) as u8
+    }
+    fn addr(self) -> usize {
+        (self & 0xff) as usize
+    }
+}
+
+/// Bits of a host's [`HostState::filter`].
+const FILTER_BITS: usize = 1024;
+
+/// Bit of a key in a host's [`HostState::filter`].
 fn filter_bit(key: u64) -> usize {
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS.trailing_zeros())) as usize
+}
+
+/// One kind of index entries: a sorted prefix (`sorted` entries) and, after it, the
+/// entries of answers remembered since the last [`HostState::settle`], in answer order.
+#[derive(Debug, Default)]
+struct Entries<E> {
+    v: Vec<E>,
+    sorted: usize,
+}
+
+impl<E: IndexEntry> Entries<E> {
+    fn len(&self) -> usize {
+        self.v.len()
+    }
+
+    /// Sorts the new entries into the prefix (one merge serves every answer since the
+    /// last lookup), showing each to `new` first (the filter).
+    fn settle(&mut self, mut new: impl FnMut(E)) {
+        let n = self.sorted;
+        if n == self.v.len() {
+            return;
+        }
+        for &e in &self.v[n..] {
+            new(e);
+        }
+        self.v[n..].sort_unstable();
+        if n > 0 && self.v[n - 1] > self.v[n] {
+            // Two sorted runs: the stable sort finds them and merges them in one pass
+            // (no allocation up to 4 KiB of entries).
+            self.v.sort();
+        }
+        self.sorted = self.v.len();
+    }
+
+    /// The sorted entries in `lo..hi` (settled first).
+    fn range(&self, lo: E, hi: E) -> &[E] {
+        let v = &self.v[..self.sorted];
+        let a = v.partition_point(|&e| e < lo);
+        let n = v[a..].iter().take_while(|&&e| e < hi).count();
+        &v[a..a + n]
+    }
+
+    /// Keeps the entries whose answer is still in the ring; returns how many settled ones
+    /// went.
+    fn prune(&mut self, kept: impl Fn(E) -> bool) -> usize {
+        let before = self.sorted;
+        let mut i = 0;
+        let mut sorted = 0;
+        self.v.retain(|&e| {
+            let keep = kept(e);
+            if keep && i < before {
+                sorted += 1;
+            }
+            i += 1;
+            keep
+        });
+        self.sorted = sorted;
+        before - sorted
+    }
+
+    fn clear(&mut self) {
+        self.v.clear();
+        self.sorted = 0;
+    }
+
+    fn push_new(&mut self, new: impl ExactSizeIterator<Item = E>) {
+        reserve_entries(&mut self.v, new.len());
+        self.v.extend(new);
+    }
 }
 
 /// The octets of an IPv4 address sorted: every byte shuffle of it has the same one.
@@ -144,17 +245,16 @@ pub struct Remembered {
 #[derive(Debug)]
 pub struct HostState {
     pub answers: VecDeque<Remembered>,
-    /// Sorted [`entry`]s of the remembered answers, except the `pending` ones.
-    pub index: Vec<u64>,
-    /// Entries of answers remembered since the last [`HostState::settle`], in answer
-    /// order. Most answers are never looked up before the next one comes (flows that
-    /// need a lookup are far fewer than answers), so merging each one into the index and
-    /// the filter at once touched the host's whole index per answer; now one merge
-    /// serves every answer since the last lookup.
-    pending: Vec<u64>,
-    /// Which keys may be in the index: most flows are answered "no" by one bit test,
-    /// without a binary search (a full index sets about a fifth of the bits).
-    filter: Box<[u64; 64]>,
+    /// Derived-port entries of the remembered answers. Most answers are never looked up
+    /// before the next one comes (flows that need a lookup are far fewer than answers),
+    /// so new entries wait unsorted at the end until a lookup needs them.
+    ports: Entries<u32>,
+    /// Octet-signature entries (IPv4 shuffles), kept the same way.
+    sigs: Entries<u64>,
+    /// Which keys may be in the settled index: most flows are answered "no" by one bit
+    /// test, without a binary search (a typical host's entries set a few percent of the
+    /// bits).
+    filter: [u64; FILTER_BITS / 64],
     /// Entries removed since the filter was last rebuilt: their bits may still be set
     /// (a false "maybe" costs one binary search), so it is rebuilt only when they
     /// outnumber the live entries.
@@ -182,9 +282,9 @@ impl HostState {
     fn new(cap: usize, now: Ts, baseline: HostBaseline) -> HostState {
         HostState {
             answers: VecDeque::with_capacity(cap.min(8)),
-            index: Vec::new(),
-            pending: Vec::new(),
-            filter: Box::new([0; 64]),
+            ports: Entries::default(),
+            sigs: Entries::default(),
+            filter: [0; FILTER_BITS / 64],
             stale: 0,
             next_seq: 0,
             last_unusual: Ts::ZERO,
@@ -206,37 +306,48 @@ impl HostState {
 
     /// Entries with this key (kind and value), in index order. Call
     /// [`HostState::settle`] first: entries still pending are not found.
-    pub fn lookup(&self, kind: u64, value: u32) -> &[u64] {
-        debug_assert!(self.pending.is_empty(), "lookup before settle");
-        let key = kind << 32 | u64::from(value);
-        let bit = filter_bit(key);
-        if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
-            return &[];
-        }
-        let lo = key << 24;
-        let hi = lo + (1 << 24);
-        let a = self.index.partition_point(|&e| e < lo);
-        let n = self.index[a..].iter().take_while(|&&e| e < hi).count();
-        &self.index[a..a + n]
+    fn maybe(&self, kind: u64, value: u32) -> bool {
+        let bit = filter_bit(kind << 32 | u64::from(value));
+        self.filter[bit / 64] & (1 << (bit % 64)) != 0
     }
 
-    fn set_filter(filter: &mut [u64; 64], entries: &[u64]) {
-        for &e in entries {
-            let bit = filter_bit(e >> 24);
-            filter[bit / 64] |= 1 << (bit % 64);
+    /// Entries deriving `port` from a remembered address, in (answer, address) order.
+    /// Call [`HostState::settle`] first.
+    pub fn lookup_port(&self, port: u16) -> &[u32] {
+        debug_assert!(
+            self.ports.sorted == self.ports.len(),
+            "lookup before settle"
+        );
+        if !self.maybe(KEY_PORT, u32::from(port)) {
+            return &[];
         }
+        let lo = u32::from(port) << 16;
+        self.ports.range(lo, lo + (1 << 16))
+    }
+
+    /// Entries of remembered IPv4 addresses with octet signature `sig`.
+    pub fn lookup_sig(&self, sig: u32) -> &[u64] {
+        debug_assert!(self.sigs.sorted == self.sigs.len(), "lookup before settle");
+        if !self.maybe(KEY_SIG, sig) {
+            return &[];
+        }
+        let lo = u64::from(sig) << 16;
+        self.sigs.range(lo, lo + (1 << 16))
     }
 
     fn rebuild_filter(&mut self) {
-        self.filter.fill(0);
-        Self::set_filter(&mut self.filter, &self.index);
+        self.filter = [0; FILTER_BITS / 64];
+        for &e in &self.ports.v {
+            set_bit(&mut self.filter, KEY_PORT << 32 | u64::from(e >> 16));
+        }
+        for &e in &self.sigs.v {
+            set_bit(&mut self.filter, KEY_SIG << 32 | (e >> 16));
+        }
         self.stale = 0;
     }
 
-    /// Remembers an answer with its index entries (`new` is scratch: consumed); they
-    /// reach the index at the next [`HostState::settle`]. The oldest answers go when the
-    /// ring or the index would overflow; no allocation once the ring, the index and the
-    /// pending entries have grown to their caps.
+    /// Remembers answer `r` with its new index entries (from [`entry`], in any order;
+    /// `new` is left empty), dropping the oldest answers past `cap` or [`MAX_INDEX`].
     pub fn remember(&mut self, mut r: Remembered, new: &mut Vec<u64>, cap: usize) {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
@@ -249,52 +360,57 @@ impl HostState {
         new.truncate(MAX_INDEX);
         while !self.answers.is_empty()
             && (self.answers.len() >= cap
-                || self.index.len() + self.pending.len() + new.len() > MAX_INDEX)
+                || self.ports.len() + self.sigs.len() + new.len() > MAX_INDEX)
         {
             self.answers.pop_front();
             self.prune();
         }
         self.answers.push_back(r);
-        reserve_entries(&mut self.pending, new.len());
-        self.pending.extend_from_slice(new);
+        // Sorted by kind first: ports, then signatures.
+        let n_ports = new.partition_point(|&e| e >> 56 == KEY_PORT);
+        let low = |e: u64| e & 0xffff;
+        self.ports.push_new(
+            new[..n_ports]
+                .iter()
+                .map(|&e| ((e >> 24) as u32) << 16 | low(e) as u32),
+        );
+        self.sigs.push_new(
+            new[n_ports..]
+                .iter()
+                .map(|&e| ((e >> 24) & 0xffff_ffff) << 16 | low(e)),
+        );
         new.clear();
     }
 
-    /// Moves the pending entries into the index and the filter (before lookups).
+    /// Merges the entries of answers remembered since the last call into the sorted
+    /// index and the filter.
     pub fn settle(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        self.pending.sort_unstable();
-        merge_into(&mut self.index, &self.pending);
-        Self::set_filter(&mut self.filter, &self.pending);
-        self.pending.clear();
-        if self.stale > self.index.len() {
+        let filter = &mut self.filter;
+        self.ports
+            .settle(|e| set_bit(filter, KEY_PORT << 32 | u64::from(e >> 16)));
+        self.sigs
+            .settle(|e| set_bit(filter, KEY_SIG << 32 | (e >> 16)));
+        if self.stale > self.ports.len() + self.sigs.len() {
             self.rebuild_filter();
         }
     }
 
-    /// Drops index and pending entries of answers no longer kept.
     fn prune(&mut self) {
-        let before = self.index.len();
         match self.answers.front().map(|r| r.seq as u8) {
             None => {
-                self.index.clear();
-                self.pending.clear();
+                self.stale += self.ports.sorted + self.sigs.sorted;
+                self.ports.clear();
+                self.sigs.clear();
             }
             Some(front) => {
                 let n = self.answers.len();
-                let kept = |e: &u64| usize::from(((*e >> 8) as u8).wrapping_sub(front)) < n;
-                self.index.retain(kept);
-                // In answer order: the dropped answers' entries lead.
-                let gone = self.pending.iter().take_while(|e| !kept(e)).count();
-                self.pending.drain(..gone);
+                let live = |seq: u8| usize::from(seq.wrapping_sub(front)) < n;
+                self.stale += self.ports.prune(|e| live(e.seq()));
+                self.stale += self.sigs.prune(|e| live(e.seq()));
             }
         }
-        self.stale += before - self.index.len();
     }
 
-    /// Answers still inside the window at `now`, newest first.
     pub fn recent(&self, now: Ts, window: Dur) -> impl Iterator<Item = &Remembered> {
         let from = now.saturating_sub(window);
         self.answers
@@ -317,9 +433,8 @@ impl HostState {
             .map(|r| r.query.len() + 16 + r.addrs.heap_bytes())
             .sum();
         self.answers.capacity() * std::mem::size_of::<Remembered>()
-            + self.index.capacity() * 8
-            + self.pending.capacity() * 8
-            + 512
+            + self.ports.v.capacity() * 4
+            + self.sigs.v.capacity() * 8
             + names
             + self.baseline.ports.entries.capacity() * 24
             + self.baseline.dests.entries.capacity() * 24
@@ -331,7 +446,7 @@ impl HostState {
 /// few reallocations per host (exact growth reallocated on every answer, ~1.6 % of a
 /// replay's CPU), and the high-water mark stays within 1.25 times what the host needed,
 /// not up to twice.
-fn reserve_entries(v: &mut Vec<u64>, extra: usize) {
+fn reserve_entries<E>(v: &mut Vec<E>, extra: usize) {
     let need = v.len() + extra;
     if v.capacity() < need {
         let want = need
@@ -341,24 +456,11 @@ fn reserve_entries(v: &mut Vec<u64>, extra: usize) {
     }
 }
 
-fn merge_into(v: &mut Vec<u64>, new: &[u64]) {
-    let (n, m) = (v.len(), new.len());
-    reserve_entries(v, m);
-    v.resize(n + m, 0);
-    let (mut i, mut j, mut k) = (n, m, n + m);
-    while j > 0 {
-        if i > 0 && v[i - 1] > new[j - 1] {
-            v[k - 1] = v[i - 1];
-            i -= 1;
-        } else {
-            v[k - 1] = new[j - 1];
-            j -= 1;
-        }
-        k -= 1;
-    }
+fn set_bit(filter: &mut [u64; FILTER_BITS / 64], key: u64) {
+    let bit = filter_bit(key);
+    filter[bit / 64] |= 1 << (bit % 64);
 }
 
-/// The hosts of one worker.
 pub struct Hosts {
     pub map: HashMap<IpAddr, HostState>,
     cap: usize,
@@ -501,13 +603,13 @@ mod tests {
             s.remember(rem(t * 50, &format!("n{t}")), &mut scratch, 3);
         }
         assert_eq!(s.answers.len(), 3);
-        assert_eq!(s.index.len() + s.pending.len(), 3);
+        assert_eq!((s.ports.len(), s.ports.sorted), (3, 0));
         s.settle();
-        assert_eq!(s.index.len(), 3);
-        assert!(s.lookup(KEY_PORT, 1006).is_empty());
-        let e = s.lookup(KEY_PORT, 1008);
+        assert_eq!((s.ports.len(), s.ports.sorted), (3, 3));
+        assert!(s.lookup_port(1006).is_empty());
+        let e = s.lookup_port(1008);
         assert_eq!(e.len(), 1);
-        assert_eq!(&*s.by_seq((e[0] >> 8) as u8).unwrap().query, "n8");
+        assert_eq!(&*s.by_seq(e[0].seq()).unwrap().query, "n8");
         let names: Vec<&str> = s
             .recent(Ts::from_secs(460), Dur::from_secs(120))
             .map(|r| &*r.query)
@@ -526,24 +628,35 @@ mod tests {
         let s = h.get_or_insert(IpAddr::from([10, 0, 0, 1]), Ts::ZERO, HostBaseline::default);
         let mut scratch = Vec::new();
         for t in 0..600u32 {
-            for p in 0..300 {
-                scratch.push(entry(KEY_PORT, t * 1000 + p, 0, (p % 8) as usize));
+            // 250 ports and 50 signatures an answer (ports wrap: older answers share
+            // them, with another sequence number).
+            for p in 0..300u32 {
+                let (kind, value) = match p {
+                    0..250 => (KEY_PORT, (t * 250 + p) % 65_536),
+                    _ => (KEY_SIG, t * 1000 + p),
+                };
+                scratch.push(entry(kind, value, 0, (p % 8) as usize));
             }
             s.remember(rem(i64::from(t), "x"), &mut scratch, 32);
-            assert!(s.index.len() + s.pending.len() <= MAX_INDEX);
-            // Settled only now and then: pending entries of dropped answers go too.
+            assert!(s.ports.len() + s.sigs.len() <= MAX_INDEX);
+            // Settled only now and then: unsorted entries of dropped answers go too.
             if t % 3 == 0 {
                 continue;
             }
             s.settle();
-            assert!(s.index.len() <= MAX_INDEX);
-            assert!(s.index.windows(2).all(|w| w[0] < w[1]));
-            for &e in s.lookup(KEY_PORT, t * 1000 + 5) {
-                assert_eq!(
-                    s.by_seq((e >> 8) as u8).unwrap().ts,
-                    Ts::from_secs(t.into())
-                );
-            }
+            assert!(s.ports.v.windows(2).all(|w| w[0] < w[1]));
+            assert!(s.sigs.v.windows(2).all(|w| w[0] < w[1]));
+            let port = ((t * 250 + 5) % 65_536) as u16;
+            let e = s.lookup_port(port);
+            assert_eq!(e.len(), 1, "t={t}");
+            assert_eq!(s.by_seq(e[0].seq()).unwrap().ts, Ts::from_secs(t.into()));
+            assert_eq!(e[0].addr(), 5);
+            let e = s.lookup_sig(t * 1000 + 260);
+            assert_eq!(e.len(), 1);
+            assert_eq!(
+                (s.by_seq(e[0].seq()).unwrap().ts, e[0].addr()),
+                (Ts::from_secs(t.into()), 260 % 8)
+            );
         }
         assert!(s.answers.len() <= 4);
     }
@@ -562,22 +675,78 @@ mod tests {
             s.remember(rem(i64::from(t), "x"), &mut scratch, 4);
             s.settle();
             rebuilt |= s.stale < stale_before;
-            assert!(s.stale <= s.index.len());
+            assert!(s.stale <= s.ports.len());
             // Every live key passes the filter; keys of dropped answers are never found.
             for p in [0, 17, 39] {
-                assert_eq!(s.lookup(KEY_PORT, t * 100 + p).len(), 1);
+                assert_eq!(s.lookup_port((t * 100 + p) as u16).len(), 1);
                 if t >= 4 {
-                    assert!(s.lookup(KEY_PORT, (t - 4) * 100 + p).is_empty());
+                    assert!(s.lookup_port(((t - 4) * 100 + p) as u16).is_empty());
                 }
             }
             // Amortised growth, bounded: within a quarter of what 4 answers need.
             assert!(
-                s.index.capacity() <= 160 + 160 / 4,
+                s.ports.v.capacity() <= 160 + 160 / 4,
                 "{}",
-                s.index.capacity()
+                s.ports.v.capacity()
             );
         }
         assert!(rebuilt);
+    }
+
+    /// New entries in any order, settled at any time: after a settle, every entry of
+    /// every answer still in the ring is found (the filter included), and no other.
+    #[test]
+    fn every_live_entry_is_found_after_merges_of_any_order() {
+        let mut h = Hosts::new(4, 6);
+        let s = h.get_or_insert(IpAddr::from([10, 0, 0, 1]), Ts::ZERO, HostBaseline::default);
+        let mut scratch = Vec::new();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // What each remembered answer added, by its time.
+        let mut added: Vec<(i64, Vec<u16>, Vec<u32>)> = Vec::new();
+        for t in 0..400i64 {
+            let n = (rng() % 60) as usize;
+            let ports: Vec<u16> = (0..n).map(|_| (rng() % 2000) as u16 + 1).collect();
+            let sigs: Vec<u32> = (0..n / 10).map(|_| rng() as u32).collect();
+            for (i, &p) in ports.iter().enumerate() {
+                scratch.push(entry(KEY_PORT, u32::from(p), 0, i % KEEP_ADDRS));
+            }
+            for &g in &sigs {
+                scratch.push(entry(KEY_SIG, g, 0, 0));
+            }
+            s.remember(rem(t, "x"), &mut scratch, 6);
+            added.push((t, ports, sigs));
+            if rng() % 3 != 0 {
+                continue;
+            }
+            s.settle();
+            assert!(s.ports.v.windows(2).all(|w| w[0] < w[1]));
+            let live: Vec<Ts> = s.answers.iter().map(|r| r.ts).collect();
+            for (at, ports, sigs) in &added {
+                let ts = Ts::from_secs(*at);
+                let alive = live.contains(&ts);
+                for &p in ports {
+                    let found = s
+                        .lookup_port(p)
+                        .iter()
+                        .any(|e| s.by_seq(e.seq()).is_some_and(|r| r.ts == ts));
+                    assert_eq!(found, alive, "t={t} answer {at} port {p}");
+                }
+                for &g in sigs {
+                    let found = s
+                        .lookup_sig(g)
+                        .iter()
+                        .any(|e| s.by_seq(e.seq()).is_some_and(|r| r.ts == ts));
+                    assert_eq!(found, alive, "t={t} answer {at} sig {g}");
+                }
+            }
+            added.retain(|(at, ..)| live.contains(&Ts::from_secs(*at)));
+        }
     }
 
     #[test]
