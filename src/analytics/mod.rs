@@ -18,6 +18,17 @@ pub use alert::{Alert, AlertCadence, AlertDns, Analytic};
 pub use engine::{Context, Detector, Engine};
 pub use per_flow::PerFlow;
 
+/// A 64-bit hash of a text (a DNS name, an executable) that detectors key their tables
+/// by: foldhash with one random seed per process, so crafted names cannot aim at
+/// collisions and every worker agrees. Only equality of hashes matters (no output,
+/// order or stored state depends on the values), so replays stay deterministic; SipHash
+/// over each name cost about 150 instructions per DNS answer.
+pub fn text_hash(s: &str) -> u64 {
+    use std::hash::BuildHasher;
+    static SEED: std::sync::OnceLock<hashbrown::DefaultHashBuilder> = std::sync::OnceLock::new();
+    SEED.get_or_init(Default::default).hash_one(s)
+}
+
 /// The detectors every worker runs, built fresh per worker from the configuration,
 /// without persisted baselines.
 pub fn default_detectors() -> crate::pipeline::DetectorFactory {

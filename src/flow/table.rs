@@ -24,6 +24,9 @@ const NIL: u32 = u32::MAX;
 /// How many due flows ahead [`FlowShard::end_due`] prefetches a record.
 const END_PREFETCH: usize = 4;
 
+/// Cache lines of a [`Flow`] that packets touch (see its layout).
+const HOT_LINES: usize = 3;
+
 /// A flow moves to the head of its idle list at most this often (packet time). Relinking
 /// on every packet touches two neighbours' cache lines; this bounds how late an idle flow
 /// is noticed instead (by this much at most).
@@ -87,38 +90,49 @@ const ONCE_INCONSISTENT: u8 = 8;
 const ONCE_ZERO_WIN: u8 = 16;
 
 /// One live connection. `Copy` values only: never packet bytes.
+///
+/// Laid out by cache line, in the order a packet needs them (`repr(C)` keeps it): a
+/// packet without payload touches the first two lines, one with payload the third too;
+/// the fourth holds what only a flow's start, end and first packets use. The prefetch
+/// stages load the first three ([`FlowShard::prefetch_flow`]).
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 struct Flow {
+    // Line 0: lookup, timeout check, direction.
     key: FlowKey,
-    /// `flow_uid(first_ts, key)`, computed once: records and sweeps need it several
-    /// times per flow and the hash is byte-serial.
-    uid: u64,
-    first_ts: Ts,
     last_ts: Ts,
+    /// When the flow was last (re)queued at its idle list's head; the list is ordered by
+    /// it. Refreshed at most every [`LRU_REFRESH`], so most packets touch no neighbour.
+    queued: Ts,
+    /// Idle list class.
+    class: Class,
+    /// The originator is the key's `lo` endpoint.
+    orig_is_lo: bool,
+    has_mac: bool,
+    orig_is_internal: bool,
+    msg_index: u32,
+    // Line 1: per-side state and counts of every packet.
+    sides: [Side; 2],
+    ip_bytes: [u64; 2],
+    // Line 2: payload.
     /// Payload bytes per side (index 0 = originator), retransmissions counted once.
     bytes: [u64; 2],
-    ip_bytes: [u64; 2],
-    sides: [Side; 2],
-    first_sizes: [[u16; FIRST_SIZES]; 2],
     /// The outbound message in progress: bytes, start and last payload time.
     msg_bytes: u64,
     msg_start: Ts,
     msg_last: Ts,
-    msg_index: u32,
-    history: History,
-    /// When the flow was last (re)queued at its idle list's head; the list is ordered by
-    /// it. Refreshed at most every [`LRU_REFRESH`], so most packets touch no neighbour.
-    queued: Ts,
-    /// Idle list links and class.
+    first_sizes: [[u16; FIRST_SIZES]; 2],
+    /// Idle list links.
     prev: u32,
     next: u32,
-    class: Class,
-    /// The originator is the key's `lo` endpoint.
-    orig_is_lo: bool,
-    orig_is_internal: bool,
-    has_mac: bool,
+    // Line 3: start, end, history letters.
+    /// `flow_uid(first_ts, key)`, computed once: records and sweeps need it several
+    /// times per flow and the hash is byte-serial.
+    uid: u64,
+    first_ts: Ts,
     mac: [u8; 6],
     vlan: u16,
+    history: History,
 }
 
 /// Counters of a shard; published as metrics by the pipeline.
@@ -361,8 +375,10 @@ impl FlowShard {
     pub fn prefetch_flow(&self, k: &PacketKey) {
         if let Some(i) = self.index.peek(k.hash) {
             if let Some(f) = self.flows.get(i as usize) {
-                index::prefetch(f as *const Flow);
-                index::prefetch((f as *const Flow as *const u8).wrapping_add(64));
+                let f = f as *const Flow as *const u8;
+                for line in 0..HOT_LINES {
+                    index::prefetch(f.wrapping_add(line * 64));
+                }
             }
         }
     }
@@ -1351,4 +1367,23 @@ mod tests {
 
     // Slab record plus ~8 index bytes must stay within 256 bytes per flow.
     const _: () = assert!(FlowShard::FLOW_SIZE + 8 <= 256);
+}
+#[cfg(test)]
+mod layout_probe {
+    #[test]
+    fn print_layout() {
+        use super::*;
+        use std::mem::offset_of;
+        println!("size {}", std::mem::size_of::<Flow>());
+        println!("key {} uid {} first_ts {} last_ts {} bytes {} ip_bytes {} sides {} first_sizes {} msg_bytes {} msg_start {} msg_last {} msg_index {} history {} queued {} prev {} next {} class {} orig_is_lo {} orig_is_internal {} has_mac {} mac {} vlan {}",
+        offset_of!(Flow, key), offset_of!(Flow, uid), offset_of!(Flow, first_ts), offset_of!(Flow, last_ts), offset_of!(Flow, bytes), offset_of!(Flow, ip_bytes), offset_of!(Flow, sides), offset_of!(Flow, first_sizes), offset_of!(Flow, msg_bytes), offset_of!(Flow, msg_start), offset_of!(Flow, msg_last), offset_of!(Flow, msg_index), offset_of!(Flow, history), offset_of!(Flow, queued), offset_of!(Flow, prev), offset_of!(Flow, next), offset_of!(Flow, class), offset_of!(Flow, orig_is_lo), offset_of!(Flow, orig_is_internal), offset_of!(Flow, has_mac), offset_of!(Flow, mac), offset_of!(Flow, vlan));
+        println!(
+            "side {} packet {} batchpacket {} record {} event {}",
+            std::mem::size_of::<Side>(),
+            std::mem::size_of::<crate::decode::Packet>(),
+            0,
+            std::mem::size_of::<FlowRecord>(),
+            std::mem::size_of::<FlowEvent>()
+        );
+    }
 }

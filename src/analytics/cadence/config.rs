@@ -32,7 +32,7 @@
 //! processes = ["backupd", "/opt/agent/", "com.example.agent"]
 //! ```
 
-use crate::baseline::allow::{name_under, normalize_domain};
+use crate::baseline::allow::{normalize_domain, DomainSet};
 use crate::config::{Config, ConfigError, NetSet, Section};
 use crate::time::Dur;
 
@@ -128,7 +128,7 @@ pub const DEFAULT_PROCESSES: &[&str] = &[
 #[derive(Clone, Debug, Default)]
 pub struct CadenceAllow {
     /// Lower case, no surrounding dots; suffix match on label boundaries.
-    pub domains: Vec<String>,
+    pub domains: DomainSet,
     pub cidrs: NetSet,
     pub ports: Vec<u16>,
     /// Executable paths (prefix when ending in `/`), process names or launchd labels.
@@ -145,7 +145,7 @@ impl CadenceAllow {
         }
     }
     pub fn allows_name(&self, name: &str) -> bool {
-        self.domains.iter().any(|d| name_under(name, d))
+        self.domains.contains_name(name)
     }
     pub fn allows_port(&self, p: u16) -> bool {
         self.ports.contains(&p)
@@ -287,7 +287,7 @@ impl CadenceConfig {
         if !builtin {
             c.allow = CadenceAllow::default();
         }
-        c.allow.domains.extend(extra.domains);
+        c.allow.domains.extend(extra.domains.into_vec());
         c.allow.ports.extend(extra.ports);
         c.allow.processes.extend(extra.processes);
         c.allow.cidrs = extra.cidrs;

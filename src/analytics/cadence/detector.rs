@@ -20,7 +20,7 @@
 //! ([`Chunks`]) only once a long-lived flow carries a large message after a pause.
 
 use hashbrown::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -340,10 +340,7 @@ pub fn bytes_per_series() -> usize {
 }
 
 fn hash_str(s: &str) -> u64 {
-    // SipHash with fixed keys: stable across runs, so replays are deterministic.
-    let mut h = std::hash::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish() | 1
+    crate::analytics::text_hash(s) | 1
 }
 
 fn hash_ip(ip: IpAddr) -> u64 {

@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(c.derivations.len(), BUILTIN.len());
         assert!(c.derivations.iter().any(|d| d.name == "o1+o2*2"));
         assert!(c.standard_ports.contains(18239) && c.standard_ports.contains(443));
-        assert_eq!(c.allow.domains, vec!["example.net".to_string()]);
+        assert_eq!(c.allow.domains.as_slice(), ["example.net".to_string()]);
         assert!(c.allow.allows_addr("1.2.3.9".parse().unwrap()) && c.allow.allows_port(9999));
         assert_eq!(c.baseline.half_life, Dur::from_secs(3600));
         assert_eq!(c.unusual.max_ttl, 0);

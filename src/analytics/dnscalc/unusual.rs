@@ -2,8 +2,7 @@
 //! properties Zeek/Suricata users hunt for, each with a weight by how rarely benign
 //! answers show it. Weights combine as independent evidence: 1 - Π(1 - w).
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use hashbrown::HashMap;
 use std::net::IpAddr;
 
 use crate::baseline::allow::name_under;
@@ -242,10 +241,7 @@ pub struct NameHistory {
 }
 
 fn name_hash(name: &str) -> u64 {
-    // SipHash with fixed keys: the same on every run (replays stay deterministic).
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    h.finish()
+    crate::analytics::text_hash(name)
 }
 
 impl NameHistory {
