@@ -37,7 +37,7 @@ impl FlowKey {
         dport: u16,
         proto: u8,
     ) -> (FlowKey, bool) {
-        if (src, sport) <= (dst, dport) {
+        if endpoint_le(src, sport, dst, dport) {
             (
                 FlowKey {
                     lo: src,
@@ -60,6 +60,18 @@ impl FlowKey {
                 false,
             )
         }
+    }
+}
+
+/// `(a, a_port) <= (b, b_port)` as tuples of `IpAddr` and port compare, with the
+/// address compared as one integer when both have the same family (every packet
+/// computes this; the generic comparison walks the enum and the octets).
+#[inline]
+fn endpoint_le(a: IpAddr, a_port: u16, b: IpAddr, b_port: u16) -> bool {
+    match (a, b) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => (u32::from(x), a_port) <= (u32::from(y), b_port),
+        (IpAddr::V6(x), IpAddr::V6(y)) => (u128::from(x), a_port) <= (u128::from(y), b_port),
+        _ => (a, a_port) <= (b, b_port),
     }
 }
 
@@ -162,4 +174,42 @@ pub enum FlowEvent {
     },
     /// The connection ended.
     Ended(FlowRecord, EndReason),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The integer comparison orders endpoints as the tuple of `IpAddr` and port does.
+    #[test]
+    fn endpoint_order_matches_the_tuple_order() {
+        let addrs: Vec<IpAddr> = [
+            "0.0.0.0",
+            "10.0.0.1",
+            "10.0.0.2",
+            "10.0.1.0",
+            "192.168.1.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::ffff:10.0.0.1",
+            "fe80::1",
+            "2001:db8::1",
+            "ffff::",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        for &a in &addrs {
+            for &b in &addrs {
+                for (pa, pb) in [(0, 0), (1, 2), (2, 1), (53, 53), (65535, 0)] {
+                    assert_eq!(
+                        endpoint_le(a, pa, b, pb),
+                        (a, pa) <= (b, pb),
+                        "{a}:{pa} {b}:{pb}"
+                    );
+                }
+            }
+        }
+    }
 }
