@@ -216,8 +216,8 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
             (opts.detectors)(cfg),
             opts.attribution_wait,
             opts.publish.as_ref().map(|p| p.sink(id, n)),
-            opts.exit_after,
-        );
+        )
+        .exit_after(opts.exit_after);
         handles.push(
             std::thread::Builder::new()
                 .name(format!("portent-worker-{id}"))

@@ -82,7 +82,6 @@ impl Worker {
         detectors: Vec<Box<dyn Detector>>,
         attribution_wait: Option<Duration>,
         bus: Option<crate::bus::publish::WorkerSink>,
-        exit_after: bool,
     ) -> Worker {
         let pending = match (&attributor, attribution_wait) {
             (Some(_), Some(w)) if !w.is_zero() => Some(PendingAlerts::new(w, MAX_PENDING_ALERTS)),
@@ -106,8 +105,14 @@ impl Worker {
             pending,
             released: Vec::new(),
             bus,
-            exit_after,
+            exit_after: false,
         }
+    }
+
+    /// See [`super::RunOptions::exit_after`].
+    pub fn exit_after(mut self, yes: bool) -> Worker {
+        self.exit_after = yes;
+        self
     }
 
     pub fn run(

@@ -276,9 +276,8 @@ impl DnsCalc {
         let mut alerted = false;
         if !exempt && !st.answers.is_empty() {
             stats.checked_flows += 1;
-            st.settle();
             let dst = canonical(f.resp);
-            let port_hits = !st.lookup_port(port).is_empty();
+            let port_hits = st.has_port(port);
             let shuffle_hits = cfg.address_transforms
                 && match dst {
                     IpAddr::V4(a) => {
@@ -289,7 +288,7 @@ impl DnsCalc {
                             o.map(|x| x.wrapping_add(1)),
                         ]
                         .iter()
-                        .any(|&x| !st.lookup_sig(octet_sig(x)).is_empty())
+                        .any(|&x| st.has_sig(octet_sig(x)))
                     }
                     IpAddr::V6(_) => false,
                 };
@@ -411,7 +410,7 @@ fn check_calculated(
     let mut dns_less: Option<bool> = None;
     let mut best: Option<Hit> = None;
     let mut matched = false;
-    for &e in st.lookup_port(port) {
+    for e in st.lookup_port(port) {
         let seq = e.seq();
         let Some(r) = st.by_seq(seq) else { continue };
         if r.ts > now || r.ts < from {
@@ -450,7 +449,7 @@ fn check_calculated(
                 o.map(|x| x.wrapping_sub(1)),
                 o.map(|x| x.wrapping_add(1)),
             ] {
-                for &e in st.lookup_sig(octet_sig(x)) {
+                for e in st.lookup_sig(octet_sig(x)) {
                     let seq = e.seq();
                     let Some(r) = st.by_seq(seq) else { continue };
                     if r.ts > now || r.ts < from {

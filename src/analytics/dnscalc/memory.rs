@@ -3,17 +3,17 @@
 //!
 //! The per-flow check must cost a few lookups, so the work is done at answer time: each
 //! answer's derived ports (every derivation over every kept address) and, for IPv4, the
-//! octet signature its shuffles share are computed then. They reach the sorted per-host
-//! index lazily: new entries wait unsorted at the end of the index, and the first lookup
-//! after new answers merges them all at once ([`HostState::settle`]), since answers far
-//! outnumber the flows that need a lookup. A new flow then costs one binary search for
-//! its port (and, when the destination came from no answer, one for its signature);
-//! nothing on that path hashes a string or allocates.
+//! octet signature its shuffles share are computed then and kept per host as compact
+//! entries in answer order. A new flow then costs one scan of the host's port entries
+//! (4 bytes each, a few hundred at most for a busy host; one scan of its signatures
+//! when the destination came from no answer); nothing on that path hashes a string or
+//! allocates. Answers far outnumber the flows that need a lookup, so the entries are
+//! never sorted: a sorted index merged lazily cost more to keep than the scans it saved.
 //!
 //! Memory per host is bounded twice: the answer ring (`max_answers_per_host`) and the
-//! index ([`MAX_INDEX`] entries); when a large answer would overflow the index, the
-//! oldest answers go first. A port entry takes 4 bytes, a signature entry 8 (ports are
-//! ~12 of every 13 entries). See [`HostState::heap_bytes`].
+//! entries ([`MAX_INDEX`]); when a large answer would overflow them, the oldest answers
+//! go first. A port entry takes 4 bytes, a signature entry 8 (ports are ~12 of every
+//! 13 entries). See [`HostState::heap_bytes`].
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
@@ -30,24 +30,23 @@ use super::unusual::Unusual;
 /// go into the worker's answered-address set).
 pub const KEEP_ADDRS: usize = 8;
 
-/// Index entries per host (ports and signatures, unsorted new ones included): at most
-/// 8 KiB of live entries per host.
+/// Entries per host (ports and signatures): at most 8 KiB of live entries per host.
 pub const MAX_INDEX: usize = 1024;
 
 /// Index key kinds.
 pub const KEY_PORT: u64 = 0;
 pub const KEY_SIG: u64 = 1;
 
-/// One new index entry as the detector computes it: `key (kind << 32 | value)` in bits
-/// 63..24, answer sequence (low byte) in 15..8, address slot in 7..0. Sorted by key, then
-/// answer, then address. [`HostState::remember`] stores it in the index of its kind.
+/// One new entry as the detector computes it: `key (kind << 32 | value)` in bits 63..24,
+/// answer sequence (low byte) in 15..8, address slot in 7..0. [`HostState::remember`]
+/// stores it with the entries of its kind.
 pub fn entry(kind: u64, value: u32, seq: u32, addr: usize) -> u64 {
     ((kind << 32 | u64::from(value)) << 24) | (u64::from(seq & 0xff) << 8) | addr as u64
 }
 
-/// A stored index entry of either kind (port: `u32`, value in bits 31..16; signature:
-/// `u64`, value in bits 47..16), with the answer sequence in bits 15..8 and the address
-/// slot in 7..0.
+/// A stored entry of either kind (port: `u32`, value in bits 31..16; signature: `u64`,
+/// value in bits 47..16), with the answer sequence in bits 15..8 and the address slot in
+/// 7..0: ordered as entries are, by value, then answer, then address.
 pub trait IndexEntry: Copy + Ord {
     /// The low byte of the answer's sequence number.
     fn seq(self) -> u8;
@@ -73,20 +72,10 @@ impl IndexEntry for u64 {
     }
 }
 
-/// Bits of a host's [`HostState::filter`].
-const FILTER_BITS: usize = 1024;
-
-/// Bit of a key in a host's [`HostState::filter`].
-fn filter_bit(key: u64) -> usize {
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS.trailing_zeros())) as usize
-}
-
-/// One kind of index entries: a sorted prefix (`sorted` entries) and, after it, the
-/// entries of answers remembered since the last [`HostState::settle`], in answer order.
+/// One kind of entries, in answer order.
 #[derive(Debug, Default)]
 struct Entries<E> {
     v: Vec<E>,
-    sorted: usize,
 }
 
 impl<E: IndexEntry> Entries<E> {
@@ -94,54 +83,32 @@ impl<E: IndexEntry> Entries<E> {
         self.v.len()
     }
 
-    /// Sorts the new entries into the prefix (one merge serves every answer since the
-    /// last lookup), showing each to `new` first (the filter).
-    fn settle(&mut self, mut new: impl FnMut(E)) {
-        let n = self.sorted;
-        if n == self.v.len() {
-            return;
-        }
-        for &e in &self.v[n..] {
-            new(e);
-        }
-        self.v[n..].sort_unstable();
-        if n > 0 && self.v[n - 1] > self.v[n] {
-            // Two sorted runs: the stable sort finds them and merges them in one pass
-            // (no allocation up to 4 KiB of entries).
-            self.v.sort();
-        }
-        self.sorted = self.v.len();
+    /// Whether an entry has this value (`value_of` reads it).
+    fn has<V: PartialEq>(&self, value: V, value_of: impl Fn(E) -> V) -> bool {
+        self.v.iter().any(|&e| value_of(e) == value)
     }
 
-    /// The sorted entries in `lo..hi` (settled first).
-    fn range(&self, lo: E, hi: E) -> &[E] {
-        let v = &self.v[..self.sorted];
-        let a = v.partition_point(|&e| e < lo);
-        let n = v[a..].iter().take_while(|&&e| e < hi).count();
-        &v[a..a + n]
+    /// The entries with this value, ordered by (answer sequence byte, address slot) as a
+    /// sorted index gave them (the checks that pick among matches keep the first of
+    /// equals).
+    fn matching<V: PartialEq>(&self, value: V, value_of: impl Fn(E) -> V) -> Vec<E> {
+        let mut m: Vec<E> = self
+            .v
+            .iter()
+            .copied()
+            .filter(|&e| value_of(e) == value)
+            .collect();
+        m.sort_unstable();
+        m
     }
 
-    /// Keeps the entries whose answer is still in the ring; returns how many settled ones
-    /// went.
-    fn prune(&mut self, kept: impl Fn(E) -> bool) -> usize {
-        let before = self.sorted;
-        let mut i = 0;
-        let mut sorted = 0;
-        self.v.retain(|&e| {
-            let keep = kept(e);
-            if keep && i < before {
-                sorted += 1;
-            }
-            i += 1;
-            keep
-        });
-        self.sorted = sorted;
-        before - sorted
+    /// Keeps the entries whose answer is still in the ring.
+    fn prune(&mut self, kept: impl Fn(E) -> bool) {
+        self.v.retain(|&e| kept(e));
     }
 
     fn clear(&mut self) {
         self.v.clear();
-        self.sorted = 0;
     }
 
     fn push_new(&mut self, new: impl ExactSizeIterator<Item = E>) {
@@ -245,20 +212,10 @@ pub struct Remembered {
 #[derive(Debug)]
 pub struct HostState {
     pub answers: VecDeque<Remembered>,
-    /// Derived-port entries of the remembered answers. Most answers are never looked up
-    /// before the next one comes (flows that need a lookup are far fewer than answers),
-    /// so new entries wait unsorted at the end until a lookup needs them.
+    /// Derived-port entries of the remembered answers.
     ports: Entries<u32>,
-    /// Octet-signature entries (IPv4 shuffles), kept the same way.
+    /// Octet-signature entries (IPv4 shuffles).
     sigs: Entries<u64>,
-    /// Which keys may be in the settled index: most flows are answered "no" by one bit
-    /// test, without a binary search (a typical host's entries set a few percent of the
-    /// bits).
-    filter: [u64; FILTER_BITS / 64],
-    /// Entries removed since the filter was last rebuilt: their bits may still be set
-    /// (a false "maybe" costs one binary search), so it is rebuilt only when they
-    /// outnumber the live entries.
-    stale: usize,
     next_seq: u32,
     /// Time of the newest answer with unusual evidence (`Ts::ZERO`: none).
     pub last_unusual: Ts,
@@ -284,8 +241,6 @@ impl HostState {
             answers: VecDeque::with_capacity(cap.min(8)),
             ports: Entries::default(),
             sigs: Entries::default(),
-            filter: [0; FILTER_BITS / 64],
-            stale: 0,
             next_seq: 0,
             last_unusual: Ts::ZERO,
             last_active: now,
@@ -304,49 +259,29 @@ impl HostState {
         self.answers.get(usize::from(seq_lo.wrapping_sub(front)))
     }
 
-    /// Entries with this key (kind and value), in index order. Call
-    /// [`HostState::settle`] first: entries still pending are not found.
-    fn maybe(&self, kind: u64, value: u32) -> bool {
-        let bit = filter_bit(kind << 32 | u64::from(value));
-        self.filter[bit / 64] & (1 << (bit % 64)) != 0
+    /// Whether a remembered address derives `port`.
+    pub fn has_port(&self, port: u16) -> bool {
+        self.ports.has(port, |e| (e >> 16) as u16)
     }
 
-    /// Entries deriving `port` from a remembered address, in (answer, address) order.
-    /// Call [`HostState::settle`] first.
-    pub fn lookup_port(&self, port: u16) -> &[u32] {
-        debug_assert!(
-            self.ports.sorted == self.ports.len(),
-            "lookup before settle"
-        );
-        if !self.maybe(KEY_PORT, u32::from(port)) {
-            return &[];
-        }
-        let lo = u32::from(port) << 16;
-        self.ports.range(lo, lo + (1 << 16))
+    /// Entries deriving `port` from a remembered address, ordered by (answer sequence
+    /// byte, address slot).
+    pub fn lookup_port(&self, port: u16) -> Vec<u32> {
+        self.ports.matching(port, |e| (e >> 16) as u16)
     }
 
-    /// Entries of remembered IPv4 addresses with octet signature `sig`.
-    pub fn lookup_sig(&self, sig: u32) -> &[u64] {
-        debug_assert!(self.sigs.sorted == self.sigs.len(), "lookup before settle");
-        if !self.maybe(KEY_SIG, sig) {
-            return &[];
-        }
-        let lo = u64::from(sig) << 16;
-        self.sigs.range(lo, lo + (1 << 16))
+    /// Whether a remembered IPv4 address has octet signature `sig`.
+    pub fn has_sig(&self, sig: u32) -> bool {
+        self.sigs.has(sig, |e| (e >> 16) as u32)
     }
 
-    fn rebuild_filter(&mut self) {
-        self.filter = [0; FILTER_BITS / 64];
-        for &e in &self.ports.v {
-            set_bit(&mut self.filter, KEY_PORT << 32 | u64::from(e >> 16));
-        }
-        for &e in &self.sigs.v {
-            set_bit(&mut self.filter, KEY_SIG << 32 | (e >> 16));
-        }
-        self.stale = 0;
+    /// Entries of remembered IPv4 addresses with octet signature `sig`, ordered as
+    /// [`HostState::lookup_port`]'s.
+    pub fn lookup_sig(&self, sig: u32) -> Vec<u64> {
+        self.sigs.matching(sig, |e| (e >> 16) as u32)
     }
 
-    /// Remembers answer `r` with its new index entries (from [`entry`], in any order;
+    /// Remembers answer `r` with its new entries (from [`entry`], in any order;
     /// `new` is left empty), dropping the oldest answers past `cap` or [`MAX_INDEX`].
     pub fn remember(&mut self, mut r: Remembered, new: &mut Vec<u64>, cap: usize) {
         let seq = self.next_seq;
@@ -382,31 +317,17 @@ impl HostState {
         new.clear();
     }
 
-    /// Merges the entries of answers remembered since the last call into the sorted
-    /// index and the filter.
-    pub fn settle(&mut self) {
-        let filter = &mut self.filter;
-        self.ports
-            .settle(|e| set_bit(filter, KEY_PORT << 32 | u64::from(e >> 16)));
-        self.sigs
-            .settle(|e| set_bit(filter, KEY_SIG << 32 | (e >> 16)));
-        if self.stale > self.ports.len() + self.sigs.len() {
-            self.rebuild_filter();
-        }
-    }
-
     fn prune(&mut self) {
         match self.answers.front().map(|r| r.seq as u8) {
             None => {
-                self.stale += self.ports.sorted + self.sigs.sorted;
                 self.ports.clear();
                 self.sigs.clear();
             }
             Some(front) => {
                 let n = self.answers.len();
                 let live = |seq: u8| usize::from(seq.wrapping_sub(front)) < n;
-                self.stale += self.ports.prune(|e| live(e.seq()));
-                self.stale += self.sigs.prune(|e| live(e.seq()));
+                self.ports.prune(|e| live(e.seq()));
+                self.sigs.prune(|e| live(e.seq()));
             }
         }
     }
@@ -441,24 +362,15 @@ impl HostState {
     }
 }
 
-/// Merges sorted `new` into sorted `v` in place, from the back.
-/// Makes room for `extra` more entries, growing by a quarter, capped at [`MAX_INDEX`]: a
-/// few reallocations per host (exact growth reallocated on every answer, ~1.6 % of a
-/// replay's CPU), and the high-water mark stays within 1.25 times what the host needed,
-/// not up to twice.
+/// Makes room for `extra` more entries, doubling, capped at [`MAX_INDEX`]: a few
+/// reallocations per host (growing by a quarter reallocated on nearly every answer of a
+/// host with few: ~13 % of the detector's answer time).
 fn reserve_entries<E>(v: &mut Vec<E>, extra: usize) {
     let need = v.len() + extra;
     if v.capacity() < need {
-        let want = need
-            .max(v.capacity() + v.capacity() / 4)
-            .min(MAX_INDEX.max(need));
+        let want = need.max(2 * v.capacity()).min(MAX_INDEX.max(need));
         v.reserve_exact(want - v.len());
     }
-}
-
-fn set_bit(filter: &mut [u64; FILTER_BITS / 64], key: u64) {
-    let bit = filter_bit(key);
-    filter[bit / 64] |= 1 << (bit % 64);
 }
 
 pub struct Hosts {
@@ -603,10 +515,9 @@ mod tests {
             s.remember(rem(t * 50, &format!("n{t}")), &mut scratch, 3);
         }
         assert_eq!(s.answers.len(), 3);
-        assert_eq!((s.ports.len(), s.ports.sorted), (3, 0));
-        s.settle();
-        assert_eq!((s.ports.len(), s.ports.sorted), (3, 3));
-        assert!(s.lookup_port(1006).is_empty());
+        assert_eq!(s.ports.len(), 3);
+        assert!(s.lookup_port(1006).is_empty() && !s.has_port(1006));
+        assert!(s.has_port(1008));
         let e = s.lookup_port(1008);
         assert_eq!(e.len(), 1);
         assert_eq!(&*s.by_seq(e[0].seq()).unwrap().query, "n8");
@@ -639,13 +550,6 @@ mod tests {
             }
             s.remember(rem(i64::from(t), "x"), &mut scratch, 32);
             assert!(s.ports.len() + s.sigs.len() <= MAX_INDEX);
-            // Settled only now and then: unsorted entries of dropped answers go too.
-            if t % 3 == 0 {
-                continue;
-            }
-            s.settle();
-            assert!(s.ports.v.windows(2).all(|w| w[0] < w[1]));
-            assert!(s.sigs.v.windows(2).all(|w| w[0] < w[1]));
             let port = ((t * 250 + 5) % 65_536) as u16;
             let e = s.lookup_port(port);
             assert_eq!(e.len(), 1, "t={t}");
@@ -662,39 +566,28 @@ mod tests {
     }
 
     #[test]
-    fn filter_keeps_every_live_key_and_is_rebuilt_when_mostly_stale() {
+    fn growth_is_bounded_and_dropped_answers_are_never_found() {
         let mut h = Hosts::new(4, 4);
         let s = h.get_or_insert(IpAddr::from([10, 0, 0, 1]), Ts::ZERO, HostBaseline::default);
         let mut scratch = Vec::new();
-        let mut rebuilt = false;
         for t in 0..200u32 {
             for p in 0..40 {
                 scratch.push(entry(KEY_PORT, t * 100 + p, 0, 0));
             }
-            let stale_before = s.stale;
             s.remember(rem(i64::from(t), "x"), &mut scratch, 4);
-            s.settle();
-            rebuilt |= s.stale < stale_before;
-            assert!(s.stale <= s.ports.len());
-            // Every live key passes the filter; keys of dropped answers are never found.
             for p in [0, 17, 39] {
                 assert_eq!(s.lookup_port((t * 100 + p) as u16).len(), 1);
                 if t >= 4 {
-                    assert!(s.lookup_port(((t - 4) * 100 + p) as u16).is_empty());
+                    assert!(!s.has_port(((t - 4) * 100 + p) as u16));
                 }
             }
-            // Amortised growth, bounded: within a quarter of what 4 answers need.
-            assert!(
-                s.ports.v.capacity() <= 160 + 160 / 4,
-                "{}",
-                s.ports.v.capacity()
-            );
+            // Doubling growth, bounded by what 4 answers need (160 entries) doubled once.
+            assert!(s.ports.v.capacity() <= 2 * 160, "{}", s.ports.v.capacity());
         }
-        assert!(rebuilt);
     }
 
-    /// New entries in any order, settled at any time: after a settle, every entry of
-    /// every answer still in the ring is found (the filter included), and no other.
+    /// New entries in any order: every entry of every answer still in the ring is
+    /// found, in (answer sequence byte, address) order, and no other.
     #[test]
     fn every_live_entry_is_found_after_merges_of_any_order() {
         let mut h = Hosts::new(4, 6);
@@ -724,15 +617,15 @@ mod tests {
             if rng() % 3 != 0 {
                 continue;
             }
-            s.settle();
-            assert!(s.ports.v.windows(2).all(|w| w[0] < w[1]));
             let live: Vec<Ts> = s.answers.iter().map(|r| r.ts).collect();
             for (at, ports, sigs) in &added {
                 let ts = Ts::from_secs(*at);
                 let alive = live.contains(&ts);
                 for &p in ports {
-                    let found = s
-                        .lookup_port(p)
+                    let m = s.lookup_port(p);
+                    assert!(m.windows(2).all(|w| w[0] < w[1]));
+                    assert_eq!(s.has_port(p), !m.is_empty());
+                    let found = m
                         .iter()
                         .any(|e| s.by_seq(e.seq()).is_some_and(|r| r.ts == ts));
                     assert_eq!(found, alive, "t={t} answer {at} port {p}");
