@@ -30,6 +30,17 @@ impl Sink {
         self.w.write_all(line)
     }
 
+    /// Whole lines (`lines` of them), written past the buffer: what was buffered goes
+    /// first, then `bytes` in one write.
+    pub fn write_lines(&mut self, bytes: &[u8], lines: u64) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.lines += lines;
+        self.w.flush()?;
+        self.w.get_mut().write_all(bytes)
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.w.flush()
     }

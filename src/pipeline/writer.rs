@@ -31,9 +31,13 @@ pub struct OrderKey {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stream {
-    Flows,
-    Dns,
-    Alerts,
+    Flows = 0,
+    Dns = 1,
+    Alerts = 2,
+}
+
+impl Stream {
+    const ALL: [Stream; 3] = [Stream::Flows, Stream::Dns, Stream::Alerts];
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -44,11 +48,13 @@ pub(crate) struct OutRec {
     end: u32,
 }
 
-/// Rendered records of one worker batch.
+/// Rendered records of one worker batch: each stream's lines in one buffer, in record
+/// order, so that a writer with one worker writes each buffer whole.
 #[derive(Default)]
 pub(crate) struct OutBatch {
     recs: Vec<OutRec>,
-    buf: Vec<u8>,
+    /// By [`Stream`].
+    bufs: [Vec<u8>; 3],
     pub done_through: u64,
 }
 
@@ -56,15 +62,18 @@ impl OutBatch {
     /// Empties the batch, keeping its buffers for reuse.
     pub fn clear(&mut self) {
         self.recs.clear();
-        self.buf.clear();
+        for b in &mut self.bufs {
+            b.clear();
+        }
         self.done_through = 0;
     }
 
-    /// Renders a record into the batch buffer.
+    /// Renders a record into its stream's buffer.
     pub fn push(&mut self, key: OrderKey, stream: Stream, render: impl FnOnce(&mut Vec<u8>)) {
-        let start = self.buf.len() as u32;
-        render(&mut self.buf);
-        let end = self.buf.len() as u32;
+        let buf = &mut self.bufs[stream as usize];
+        let start = buf.len() as u32;
+        render(buf);
+        let end = buf.len() as u32;
         if end > start {
             self.recs.push(OutRec {
                 key,
@@ -103,6 +112,9 @@ pub(crate) struct Writer {
     alerts: Option<(PathBuf, Sink)>,
     flows: Option<(PathBuf, Sink)>,
     dns: Option<(PathBuf, Sink)>,
+    /// Two streams go to one place (stdout, or one file): their lines interleave in
+    /// record order, so batches are never written a stream at a time.
+    shared: bool,
 }
 
 fn open(p: &Option<PathBuf>) -> Result<Option<(PathBuf, Sink)>, PipelineError> {
@@ -116,24 +128,67 @@ fn open(p: &Option<PathBuf>) -> Result<Option<(PathBuf, Sink)>, PipelineError> {
 
 impl Writer {
     pub fn open(o: &Outputs, _workers: usize) -> Result<Writer, PipelineError> {
+        let paths: Vec<&PathBuf> = [&o.alerts, &o.flows, &o.dns]
+            .into_iter()
+            .flatten()
+            .collect();
+        let shared = paths
+            .iter()
+            .enumerate()
+            .any(|(i, p)| paths[..i].contains(p));
         Ok(Writer {
             alerts: open(&o.alerts)?,
             flows: open(&o.flows)?,
             dns: open(&o.dns)?,
+            shared,
         })
     }
 
-    fn write(&mut self, stream: Stream, line: &[u8]) -> Result<(), PipelineError> {
-        let slot = match stream {
+    fn sink(&mut self, stream: Stream) -> &mut Option<(PathBuf, Sink)> {
+        match stream {
             Stream::Alerts => &mut self.alerts,
             Stream::Flows => &mut self.flows,
             Stream::Dns => &mut self.dns,
-        };
-        if let Some((p, s)) = slot {
+        }
+    }
+
+    fn write(&mut self, stream: Stream, line: &[u8]) -> Result<(), PipelineError> {
+        if let Some((p, s)) = self.sink(stream) {
             s.write_line(line)
                 .map_err(|e| PipelineError::Output(p.clone(), e))?;
         }
         Ok(())
+    }
+
+    /// One worker: its batches come in record order, so each stream's buffer is written
+    /// whole (no merge, no copy into the sink's buffer).
+    fn run_single(
+        &mut self,
+        rx: &Receiver<OutBatch>,
+        recycle: &Sender<OutBatch>,
+        reopen: &AtomicBool,
+    ) -> Result<(), PipelineError> {
+        let mut result = Ok(());
+        while let Ok(mut b) = rx.recv() {
+            if reopen.swap(false, Ordering::Relaxed) {
+                result = result.and(self.for_each_sink(|s| s.reopen()));
+            }
+            if result.is_ok() {
+                for stream in Stream::ALL {
+                    let lines = b.recs.iter().filter(|r| r.stream == stream).count() as u64;
+                    let bytes = &b.bufs[stream as usize];
+                    if let Some((p, s)) = self.sink(stream) {
+                        if let Err(e) = s.write_lines(bytes, lines) {
+                            result = Err(PipelineError::Output(p.clone(), e));
+                            break;
+                        }
+                    }
+                }
+            }
+            b.clear();
+            let _ = recycle.try_send(b);
+        }
+        result.and(self.for_each_sink(|s| s.flush()))
     }
 
     fn for_each_sink(
@@ -155,6 +210,11 @@ impl Writer {
         recycle: Vec<Sender<OutBatch>>,
         reopen: &AtomicBool,
     ) -> Result<(), PipelineError> {
+        if let ([rx], [tx]) = (&rxs[..], &recycle[..]) {
+            if !self.shared {
+                return self.run_single(rx, tx, reopen);
+            }
+        }
         let mut lanes: Vec<Lane> = rxs
             .iter()
             .map(|_| Lane {
@@ -210,7 +270,7 @@ impl Writer {
                 (r.stream, r.start as usize, r.end as usize)
             };
             if result.is_ok() {
-                result = self.write(stream, &lane.queue[0].buf[start..end]);
+                result = self.write(stream, &lane.queue[0].bufs[stream as usize][start..end]);
             }
             lane.next += 1;
             if lane.next >= lane.queue[0].recs.len() {
