@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 use crate::baseline::HostBaseline;
 use crate::time::{Dur, Ts};
@@ -452,40 +452,47 @@ impl Hosts {
 }
 
 /// Addresses answered to any host of this worker lately: a destination in it was given
-/// by DNS even when the host's own ring has rolled over. Two generations bound it.
+/// by DNS even when the host's own ring has rolled over. Two generations bound it (the
+/// cap counts both families). IPv4 addresses are kept as 4-byte keys: nearly every
+/// answer inserts some, and 16-byte keys made the table four times as large.
 pub struct Answered {
-    cur: HashMap<u128, ()>,
-    old: HashMap<u128, ()>,
+    cur: (HashSet<u32>, HashSet<u128>),
+    old: (HashSet<u32>, HashSet<u128>),
     cap: usize,
-}
-
-fn addr_key(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => u128::from(u32::from(a)) | (1 << 127),
-        IpAddr::V6(a) => u128::from(a),
-    }
 }
 
 impl Answered {
     pub fn new(cap: usize) -> Answered {
         Answered {
-            cur: HashMap::new(),
-            old: HashMap::new(),
+            cur: Default::default(),
+            old: Default::default(),
             cap: (cap / 2).max(8),
         }
     }
     pub fn insert(&mut self, ip: IpAddr) {
-        if self.cur.len() >= self.cap {
+        if self.cur.0.len() + self.cur.1.len() >= self.cap {
             self.old = std::mem::take(&mut self.cur);
         }
-        self.cur.insert(addr_key(ip), ());
+        match ip {
+            IpAddr::V4(a) => self.cur.0.insert(u32::from(a)),
+            IpAddr::V6(a) => self.cur.1.insert(u128::from(a)),
+        };
     }
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let k = addr_key(ip);
-        self.cur.contains_key(&k) || self.old.contains_key(&k)
+        match ip {
+            IpAddr::V4(a) => {
+                let k = u32::from(a);
+                self.cur.0.contains(&k) || self.old.0.contains(&k)
+            }
+            IpAddr::V6(a) => {
+                let k = u128::from(a);
+                self.cur.1.contains(&k) || self.old.1.contains(&k)
+            }
+        }
     }
     pub fn heap_bytes(&self) -> usize {
-        (self.cur.capacity() + self.old.capacity()) * 17
+        (self.cur.0.capacity() + self.old.0.capacity()) * 5
+            + (self.cur.1.capacity() + self.old.1.capacity()) * 17
     }
 }
 
@@ -640,6 +647,30 @@ mod tests {
             }
             added.retain(|(at, ..)| live.contains(&Ts::from_secs(*at)));
         }
+    }
+
+    /// Two generations whose cap counts both families: an address stays known for one
+    /// full generation after the one it came in.
+    #[test]
+    fn answered_addresses_last_two_generations() {
+        let mut a = Answered::new(16); // 8 per generation
+        let v4 = |i: u8| IpAddr::from([192, 0, 2, i]);
+        let v6 = |i: u16| IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i]);
+        a.insert(v4(1));
+        a.insert(v6(1));
+        assert!(a.contains(v4(1)) && a.contains(v6(1)));
+        assert!(!a.contains(v4(2)) && !a.contains(v6(2)));
+        assert!(!a.contains("::ffff:192.0.2.1".parse().unwrap()));
+        for i in 2..8 {
+            a.insert(v4(i));
+        }
+        a.insert(v6(2)); // the ninth: a new generation; the first eight are old
+        assert!(a.contains(v4(1)) && a.contains(v6(1)) && a.contains(v6(2)));
+        for i in 8..16 {
+            a.insert(v4(i)); // fills the new generation; the last one rotates again
+        }
+        assert!(!a.contains(v4(1)) && !a.contains(v6(1)));
+        assert!(a.contains(v6(2)) && a.contains(v4(15)));
     }
 
     #[test]
