@@ -7,7 +7,33 @@
 
 use std::net::IpAddr;
 
-use sha1::{Digest, Sha1};
+/// SHA-1's initial state (FIPS 180-4, 5.3.1).
+const SHA1_INIT: [u32; 5] = [
+    0x6745_2301,
+    0xEFCD_AB89,
+    0x98BA_DCFE,
+    0x1032_5476,
+    0xC3D2_E1F0,
+];
+
+/// SHA-1 of a message of at most 55 bytes (one padded block), straight through the
+/// compression function: the generic `Digest` path (block buffer, finalisation) cost
+/// as much again as the block itself, for every flow and DNS answer written.
+fn sha1_one_block(msg: &[u8]) -> [u8; 20] {
+    debug_assert!(msg.len() <= 55);
+    let n = msg.len().min(55);
+    let mut block = [0u8; 64];
+    block[..n].copy_from_slice(&msg[..n]);
+    block[n] = 0x80;
+    block[56..].copy_from_slice(&(n as u64 * 8).to_be_bytes());
+    let mut state = SHA1_INIT;
+    sha1::compress(&mut state, &[block.into()]);
+    let mut d = [0u8; 20];
+    for (out, w) in d.chunks_exact_mut(4).zip(state) {
+        out.copy_from_slice(&w.to_be_bytes());
+    }
+    d
+}
 
 /// Protocols whose port fields are part of the hash.
 fn has_ports(proto: u8) -> bool {
@@ -86,10 +112,7 @@ pub fn community_id_into(
         _ => {}
     }
     let (mut a, mut b) = (saddr, daddr);
-    let (a_bytes, b_bytes) = (addr_bytes(&a), addr_bytes(&b));
-    let ordered = one_way
-        || a_bytes.as_slice() < b_bytes.as_slice()
-        || (a_bytes == b_bytes && sport <= dport);
+    let ordered = one_way || (addr_order(&a), sport) <= (addr_order(&b), dport);
     if !ordered {
         std::mem::swap(&mut a, &mut b);
         std::mem::swap(&mut sport, &mut dport);
@@ -110,7 +133,7 @@ pub fn community_id_into(
         put(&sport.to_be_bytes());
         put(&dport.to_be_bytes());
     }
-    let digest: [u8; 20] = Sha1::digest(&msg[..n]).into();
+    let digest = sha1_one_block(&msg[..n]);
     out.extend_from_slice(b"1:");
     out.extend_from_slice(&base64_digest(&digest));
 }
@@ -135,6 +158,16 @@ fn base64_digest(d: &[u8; 20]) -> [u8; 28] {
     o
 }
 
+/// An address as a key that orders as the spec's comparison of the network-order byte
+/// strings does (integers instead of a `memcmp` per record; a string before a longer
+/// one it prefixes).
+fn addr_order(a: &IpAddr) -> (u128, u8) {
+    match a {
+        IpAddr::V4(v) => (u128::from(u32::from(*v)) << 96, 4),
+        IpAddr::V6(v) => (u128::from(*v), 16),
+    }
+}
+
 enum AddrBytes {
     V4([u8; 4]),
     V6([u8; 16]),
@@ -146,12 +179,6 @@ impl AddrBytes {
             AddrBytes::V4(b) => b,
             AddrBytes::V6(b) => b,
         }
-    }
-}
-
-impl PartialEq for AddrBytes {
-    fn eq(&self, o: &Self) -> bool {
-        self.as_slice() == o.as_slice()
     }
 }
 
@@ -186,6 +213,98 @@ mod tests {
         assert_eq!(
             community_id(1, a, b, 63943, 25, 6),
             "1:eJYTW6AOzFLlSUoESovMjnu7rMw="
+        );
+    }
+
+    /// corelight/community-id-spec's baseline vectors (tests/fixtures/community-id):
+    /// seed 0 and seed 1 in base64, and the hex digests, which check the one-block
+    /// SHA-1 without the base64 step.
+    #[test]
+    fn spec_baseline_vectors() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/community-id/");
+        let read = |f: &str| -> Vec<serde_json::Value> {
+            let text = std::fs::read_to_string(format!("{dir}{f}")).unwrap();
+            serde_json::from_str(&text).unwrap()
+        };
+        let mut n = 0;
+        for (file, seed, hex) in [
+            ("baseline_deflt.json", 0, false),
+            ("baseline_seed1.json", 1, false),
+            ("baseline_nob64.json", 0, true),
+        ] {
+            for v in read(file) {
+                let ip = |k: &str| v[k].as_str().unwrap().parse::<IpAddr>().unwrap();
+                let port = |k: &str| v[k].as_u64().unwrap_or(0) as u16;
+                let proto = v["proto"].as_u64().unwrap() as u8;
+                let want = v["communityid"].as_str().unwrap();
+                let got = if hex {
+                    hex_id(
+                        seed,
+                        ip("saddr"),
+                        ip("daddr"),
+                        port("sport"),
+                        port("dport"),
+                        proto,
+                    )
+                } else {
+                    community_id(
+                        seed,
+                        ip("saddr"),
+                        ip("daddr"),
+                        port("sport"),
+                        port("dport"),
+                        proto,
+                    )
+                };
+                assert_eq!(got, want, "{file}: {v}");
+                n += 1;
+            }
+        }
+        assert!(n >= 60, "{n} vectors");
+    }
+
+    /// The hex-digest form of the spec's `nob64` vectors, from the same message.
+    fn hex_id(seed: u16, a: IpAddr, b: IpAddr, sport: u16, dport: u16, proto: u8) -> String {
+        let mut out = Vec::new();
+        community_id_into(&mut out, seed, a, b, sport, dport, proto);
+        let b64 = std::str::from_utf8(&out[2..]).unwrap();
+        // Decode the base64 digest back to bytes (28 chars, one '=').
+        let val = |c: u8| -> u32 {
+            match c {
+                b'A'..=b'Z' => (c - b'A') as u32,
+                b'a'..=b'z' => (c - b'a' + 26) as u32,
+                b'0'..=b'9' => (c - b'0' + 52) as u32,
+                b'+' => 62,
+                b'/' => 63,
+                _ => 0,
+            }
+        };
+        let mut bytes = Vec::new();
+        for g in b64.as_bytes().chunks(4) {
+            let v = g.iter().fold(0u32, |acc, &c| acc << 6 | val(c));
+            bytes.extend_from_slice(&v.to_be_bytes()[1..]);
+        }
+        bytes.truncate(20);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("1:{hex}")
+    }
+
+    /// One-block SHA-1 against FIPS 180 examples.
+    #[test]
+    fn sha1_of_short_messages() {
+        let hex = |d: [u8; 20]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(
+            hex(sha1_one_block(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            hex(sha1_one_block(b"")),
+            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+        );
+        let m55 = [b'a'; 55];
+        assert_eq!(
+            hex(sha1_one_block(&m55)),
+            "c1c8bbdc22796e28c0e15163d20899b65621d65a"
         );
     }
 
