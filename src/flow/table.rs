@@ -175,6 +175,24 @@ pub struct PacketKey {
     pub hash: u64,
 }
 
+impl Default for PacketKey {
+    /// A placeholder (all-zero IPv4 key) for buffers filled before use.
+    fn default() -> Self {
+        let zero = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        PacketKey {
+            key: FlowKey {
+                lo: zero,
+                hi: zero,
+                lo_port: 0,
+                hi_port: 0,
+                proto: 0,
+            },
+            from_lo: true,
+            hash: 0,
+        }
+    }
+}
+
 /// A flow to end: sorted by (last packet time, uid) so the output order does not depend
 /// on how flows were spread over shards (then slot and reason: a total order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,6 +24,10 @@ use crate::time::Ts;
 /// Prefetch distances, in packets (see `run`).
 const PREFETCH_FAR: usize = 12;
 const PREFETCH_NEAR: usize = 6;
+/// Keys computed ahead, a ring indexed by packet number (a power of two past
+/// `PREFETCH_FAR`).
+const KEY_RING: usize = 16;
+const _: () = assert!(KEY_RING.is_power_of_two() && KEY_RING > PREFETCH_FAR);
 
 /// Flows ended per output batch during a sweep. A batch keeps its rendered lines (about
 /// 550 bytes a flow) until the writer is through, and up to two queues of batches are in
@@ -55,8 +59,8 @@ pub(crate) struct Worker {
     /// SipHash over a key's fields cost more than the lookup. Never iterated.
     dns_tcp: hashbrown::HashMap<(FlowKey, bool), DnsTcpStream>,
     events: Vec<FlowEvent>,
-    /// Flow keys of the current batch, computed once for prefetch and lookup.
-    keys: Vec<PacketKey>,
+    /// Flow keys of the next packets, computed once each for prefetch and lookup.
+    keys: [PacketKey; KEY_RING],
     alerts: Vec<Alert>,
     answers: Vec<DnsAnswer>,
     stats: WorkerStats,
@@ -96,7 +100,7 @@ impl Worker {
             engine: Engine::new(ctx, detectors, cfg.alerts.window),
             dns_tcp: hashbrown::HashMap::new(),
             events: Vec::with_capacity(16),
-            keys: Vec::new(),
+            keys: [PacketKey::default(); KEY_RING],
             alerts: Vec::new(),
             answers: Vec::new(),
             stats: WorkerStats::default(),
@@ -135,19 +139,22 @@ impl Worker {
             // Two-stage software prefetch: the index slot of the packet PREFETCH_FAR
             // ahead, the flow record of the one PREFETCH_NEAR ahead, so this packet's
             // lookups hit the cache instead of waiting on memory.
-            self.keys.clear();
-            for bp in &b.pkts {
-                self.keys.push(self.shard.key_of(&bp.pkt));
+            let n = b.pkts.len();
+            for (i, bp) in b.pkts.iter().enumerate().take(PREFETCH_FAR) {
+                self.keys[i] = self.shard.key_of(&bp.pkt);
             }
-            for i in 0..b.pkts.len() {
-                if let Some(far) = self.keys.get(i + PREFETCH_FAR) {
-                    self.shard.prefetch_slot(far);
+            for i in 0..n {
+                if let Some(far) = b.pkts.get(i + PREFETCH_FAR) {
+                    let k = self.shard.key_of(&far.pkt);
+                    self.shard.prefetch_slot(&k);
+                    self.keys[(i + PREFETCH_FAR) % KEY_RING] = k;
                 }
-                if let Some(near) = self.keys.get(i + PREFETCH_NEAR) {
-                    self.shard.prefetch_flow(near);
+                if i + PREFETCH_NEAR < n {
+                    self.shard
+                        .prefetch_flow(&self.keys[(i + PREFETCH_NEAR) % KEY_RING]);
                 }
                 let bp = &b.pkts[i];
-                let k = self.keys[i];
+                let k = self.keys[i % KEY_RING];
                 let payload = &b.arena[bp.pay_off as usize..(bp.pay_off + bp.pay_len) as usize];
                 self.packet(&bp.pkt, &k, payload, bp.seq, &mut ob);
             }
