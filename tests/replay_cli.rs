@@ -146,6 +146,35 @@ fn missing_unreadable_and_non_pcap_files_are_one_line_errors() {
     );
 }
 
+/// An output that fills up (`/dev/full`) is a one-line error naming it, exit code 2,
+/// whether the one worker writes its records itself or a writer thread merges them.
+#[test]
+fn an_output_that_cannot_be_written_is_a_one_line_error() {
+    let full = std::path::Path::new("/dev/full");
+    if !full.exists() {
+        eprintln!("skipped: no /dev/full on this machine");
+        return;
+    }
+    let p = pcap("web-tls-netflix-dns_netflix.pcap");
+    for workers in ["1", "2"] {
+        let (code, err) = run_err(&[
+            "replay",
+            p.to_str().unwrap(),
+            "--quiet",
+            "--workers",
+            workers,
+            "--flows",
+            "/dev/full",
+        ]);
+        assert_eq!(code, 2, "{workers} workers: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("/dev/full") && err.contains("cannot write"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn truncated_last_record_is_a_warning_and_earlier_packets_are_kept() {
     // A real file cut in the middle of its last packet.

@@ -12,7 +12,9 @@
 //! * Every batch goes to every worker (possibly empty) with the packet clock, so all
 //!   workers expire flows at the same packet-time points whatever the thread count.
 //! * Records carry an [`OrderKey`]; the writer merges the workers' streams by it, so the
-//!   output order does not depend on the number of workers or on scheduling.
+//!   output order does not depend on the number of workers or on scheduling. A replay
+//!   with one worker has nothing to merge: that worker writes its records itself (same
+//!   order, same bytes), so rendered lines never change cores.
 
 pub mod replay;
 mod route;
@@ -193,7 +195,11 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     let n = cfg.pipeline.workers.max(1);
     let per_worker_cap = cfg.flow.max_flows.div_ceil(n);
 
-    let mut writer = writer::Writer::open(&opts.outputs, n)?;
+    let live = source.is_live();
+    let writer = writer::Writer::open(&opts.outputs, n)?;
+    // One worker replaying writes its records itself (see `worker::Output`).
+    let inline = n == 1 && !live && !writer.shared();
+    let mut writer = Some(writer);
     let mut in_txs: Vec<Sender<InBatch>> = Vec::with_capacity(n);
     let mut recycle_rxs: Vec<Receiver<InBatch>> = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
@@ -202,12 +208,26 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     for id in 0..n {
         let (tx, rx) = bounded::<InBatch>(cfg.pipeline.queue_batches);
         let (rtx, rrx) = unbounded::<InBatch>();
-        let (otx, orx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
-        let (ortx, orrx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
-        out_recycle_txs.push(ortx);
         in_txs.push(tx);
         recycle_rxs.push(rrx);
-        out_rxs.push(orx);
+        let output = match if inline { writer.take() } else { None } {
+            Some(w) => worker::Output::Inline {
+                writer: Box::new(w),
+                reopen: opts.reopen.clone(),
+                spare: None,
+                result: Ok(()),
+            },
+            None => {
+                let (otx, orx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
+                let (ortx, orrx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
+                out_recycle_txs.push(ortx);
+                out_rxs.push(orx);
+                worker::Output::Thread {
+                    tx: otx,
+                    recycle: orrx,
+                }
+            }
+        };
         let w = worker::Worker::new(
             id,
             cfg,
@@ -221,18 +241,20 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
         handles.push(
             std::thread::Builder::new()
                 .name(format!("portent-worker-{id}"))
-                .spawn(move || w.run(rx, rtx, otx, orrx))
+                .spawn(move || w.run(rx, rtx, output))
                 .expect("spawning a worker thread"),
         );
     }
     let reopen = opts.reopen.clone();
-    let writer_handle = std::thread::Builder::new()
-        .name("portent-writer".into())
-        .spawn(move || {
-            let r = writer.run(out_rxs, out_recycle_txs, &reopen);
-            (writer, r)
-        })
-        .expect("spawning the writer thread");
+    let writer_handle = writer.map(|mut writer| {
+        std::thread::Builder::new()
+            .name("portent-writer".into())
+            .spawn(move || {
+                let r = writer.run(out_rxs, out_recycle_txs, &reopen);
+                (writer, r)
+            })
+            .expect("spawning the writer thread")
+    });
 
     let mut summary = RunSummary::default();
     let mut decoder = Decoder::new(cfg.frag_limits());
@@ -241,7 +263,6 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     let mut in_batch = 0usize;
     let mut seq: u64 = 0;
     let mut clock = Ts::ZERO;
-    let live = source.is_live();
     let mut progress = Progress::new(opts.progress);
     let mut last_frag_expire = Ts::ZERO;
     let home = cfg.home_net.clone();
@@ -373,8 +394,10 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     drop(recycle_rxs);
     progress.done();
 
+    let mut write_error = None;
     for h in handles {
-        if let Ok(ws) = h.join() {
+        if let Ok(mut ws) = h.join() {
+            write_error = write_error.or(ws.write_error.take());
             summary.flows += ws.flows;
             summary.dns_answers += ws.dns_answers;
             summary.alerts += ws.alerts;
@@ -390,13 +413,18 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
             fs.peak_live += ws.flow.peak_live;
         }
     }
-    let (_writer, wr) = writer_handle.join().map_err(|_| {
-        PipelineError::Output(
-            PathBuf::from("(writer)"),
-            std::io::Error::other("writer thread panicked"),
-        )
-    })?;
-    wr?;
+    if let Some(h) = writer_handle {
+        let (_writer, wr) = h.join().map_err(|_| {
+            PipelineError::Output(
+                PathBuf::from("(writer)"),
+                std::io::Error::other("writer thread panicked"),
+            )
+        })?;
+        wr?;
+    }
+    if let Some(e) = write_error {
+        return Err(e);
+    }
     summary.anomalies = decoder.anomalies;
     summary.last_ts = Some(clock).filter(|_| summary.packets > 0);
     summary.elapsed_secs = started.elapsed().as_secs_f64();

@@ -1,13 +1,14 @@
 //! A worker: owns one flow-table shard and the analytics state of the hosts routed to it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::writer::{OrderKey, OutBatch, Stream};
-use super::InBatch;
+use super::writer::{OrderKey, OutBatch, Stream, Writer};
+use super::{InBatch, PipelineError};
 use crate::analytics::{Alert, Context, Detector, Engine};
 use crate::config::Config;
 use crate::decode::dns::{self, DnsAnswer, DnsEndpoints};
@@ -43,6 +44,8 @@ const MAX_PENDING_ALERTS: usize = 4096;
 
 #[derive(Default, Debug)]
 pub(crate) struct WorkerStats {
+    /// The first failure to write output, when this worker wrote it (see [`Output`]).
+    pub write_error: Option<PipelineError>,
     pub flows: u64,
     pub dns_answers: u64,
     pub alerts: u64,
@@ -50,6 +53,65 @@ pub(crate) struct WorkerStats {
     pub alerts_by: BTreeMap<&'static str, u64>,
     pub dns_errors: BTreeMap<&'static str, u64>,
     pub flow: FlowStats,
+}
+
+/// Where a worker's rendered batches go.
+pub(crate) enum Output {
+    /// To the writer thread, which merges the workers' streams by order key (several
+    /// workers; or live capture, where a slow disk must not hold up analysis).
+    Thread {
+        tx: Sender<OutBatch>,
+        recycle: Receiver<OutBatch>,
+    },
+    /// Written by the worker itself: one worker replaying has nothing to merge, and its
+    /// rendered bytes never change cores (the writer thread read every one of them from
+    /// the worker's cache, and the worker then rewrote lines the writer's core held).
+    Inline {
+        writer: Box<Writer>,
+        reopen: Arc<AtomicBool>,
+        spare: Option<OutBatch>,
+        /// The first write error; nothing more is written after it.
+        result: Result<(), PipelineError>,
+    },
+}
+
+impl Output {
+    fn fresh(&mut self) -> OutBatch {
+        match self {
+            Output::Thread { recycle, .. } => recycle.try_recv().unwrap_or_default(),
+            Output::Inline { spare, .. } => spare.take().unwrap_or_default(),
+        }
+    }
+
+    /// Hands a batch on; false when the writer thread is gone.
+    fn send(&mut self, mut b: OutBatch) -> bool {
+        match self {
+            Output::Thread { tx, .. } => tx.send(b).is_ok(),
+            Output::Inline {
+                writer,
+                reopen,
+                spare,
+                result,
+            } => {
+                if result.is_ok() {
+                    *result = writer.write_batch(&b, reopen);
+                }
+                b.clear();
+                *spare = Some(b);
+                true
+            }
+        }
+    }
+
+    /// Flushes what this worker wrote itself; its first write error.
+    fn finish(self) -> Option<PipelineError> {
+        match self {
+            Output::Thread { .. } => None,
+            Output::Inline {
+                mut writer, result, ..
+            } => result.and_then(|_| writer.finish()).err(),
+        }
+    }
 }
 
 pub(crate) struct Worker {
@@ -123,11 +185,9 @@ impl Worker {
         mut self,
         rx: Receiver<InBatch>,
         recycle: Sender<InBatch>,
-        out: Sender<OutBatch>,
-        out_recycle: Receiver<OutBatch>,
+        mut out: Output,
     ) -> WorkerStats {
         let mut done_through = 0;
-        let fresh = |r: &Receiver<OutBatch>| r.try_recv().unwrap_or_default();
         while let Ok(mut b) = rx.recv() {
             let started = Instant::now();
             if let Some(sent) = b.sent_at {
@@ -135,7 +195,7 @@ impl Worker {
                     .queue
                     .record(started.saturating_duration_since(sent).as_secs_f64());
             }
-            let mut ob = fresh(&out_recycle);
+            let mut ob = out.fresh();
             // Two-stage software prefetch: the index slot of the packet PREFETCH_FAR
             // ahead, the flow record of the one PREFETCH_NEAR ahead, so this packet's
             // lookups hit the cache instead of waiting on memory.
@@ -175,8 +235,8 @@ impl Worker {
                     break;
                 }
                 ob.done_through = done_through;
-                let next = fresh(&out_recycle);
-                if out.send(std::mem::replace(&mut ob, next)).is_err() {
+                let next = out.fresh();
+                if !out.send(std::mem::replace(&mut ob, next)) {
                     return self.finish_stats();
                 }
             }
@@ -199,7 +259,7 @@ impl Worker {
                 .analysis
                 .record(started.elapsed().as_secs_f64());
             self.publish(finish);
-            if out.send(ob).is_err() {
+            if !out.send(ob) {
                 break;
             }
             b.pkts.clear();
@@ -209,7 +269,8 @@ impl Worker {
                 break;
             }
         }
-        let stats = self.finish_stats();
+        let mut stats = self.finish_stats();
+        stats.write_error = out.finish();
         if self.exit_after {
             self.leave_to_exit();
         }

@@ -160,8 +160,33 @@ impl Writer {
         Ok(())
     }
 
-    /// One worker: its batches come in record order, so each stream's buffer is written
-    /// whole (no merge, no copy into the sink's buffer).
+    /// Two streams go to one place: batches must be merged record by record.
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// One worker's batch (they come in record order): each stream's buffer is written
+    /// whole, no merge, no copy into the sink's buffer. Not for shared destinations.
+    pub fn write_batch(&mut self, b: &OutBatch, reopen: &AtomicBool) -> Result<(), PipelineError> {
+        if reopen.swap(false, Ordering::Relaxed) {
+            self.for_each_sink(|s| s.reopen())?;
+        }
+        for stream in Stream::ALL {
+            let lines = b.recs.iter().filter(|r| r.stream == stream).count() as u64;
+            let bytes = &b.bufs[stream as usize];
+            if let Some((p, s)) = self.sink(stream) {
+                s.write_lines(bytes, lines)
+                    .map_err(|e| PipelineError::Output(p.clone(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes every output.
+    pub fn finish(&mut self) -> Result<(), PipelineError> {
+        self.for_each_sink(|s| s.flush())
+    }
+
     fn run_single(
         &mut self,
         rx: &Receiver<OutBatch>,
@@ -170,25 +195,13 @@ impl Writer {
     ) -> Result<(), PipelineError> {
         let mut result = Ok(());
         while let Ok(mut b) = rx.recv() {
-            if reopen.swap(false, Ordering::Relaxed) {
-                result = result.and(self.for_each_sink(|s| s.reopen()));
-            }
             if result.is_ok() {
-                for stream in Stream::ALL {
-                    let lines = b.recs.iter().filter(|r| r.stream == stream).count() as u64;
-                    let bytes = &b.bufs[stream as usize];
-                    if let Some((p, s)) = self.sink(stream) {
-                        if let Err(e) = s.write_lines(bytes, lines) {
-                            result = Err(PipelineError::Output(p.clone(), e));
-                            break;
-                        }
-                    }
-                }
+                result = self.write_batch(&b, reopen);
             }
             b.clear();
             let _ = recycle.try_send(b);
         }
-        result.and(self.for_each_sink(|s| s.flush()))
+        result.and(self.finish())
     }
 
     fn for_each_sink(
