@@ -237,25 +237,15 @@ mod tests {
                 let port = |k: &str| v[k].as_u64().unwrap_or(0) as u16;
                 let proto = v["proto"].as_u64().unwrap() as u8;
                 let want = v["communityid"].as_str().unwrap();
-                let got = if hex {
-                    hex_id(
-                        seed,
-                        ip("saddr"),
-                        ip("daddr"),
-                        port("sport"),
-                        port("dport"),
-                        proto,
-                    )
-                } else {
-                    community_id(
-                        seed,
-                        ip("saddr"),
-                        ip("daddr"),
-                        port("sport"),
-                        port("dport"),
-                        proto,
-                    )
-                };
+                let id = if hex { hex_id } else { community_id };
+                let got = id(
+                    seed,
+                    ip("saddr"),
+                    ip("daddr"),
+                    port("sport"),
+                    port("dport"),
+                    proto,
+                );
                 assert_eq!(got, want, "{file}: {v}");
                 n += 1;
             }
