@@ -12,9 +12,11 @@
 //! * Every batch goes to every worker (possibly empty) with the packet clock, so all
 //!   workers expire flows at the same packet-time points whatever the thread count.
 //! * Records carry an [`OrderKey`]; the writer merges the workers' streams by it, so the
-//!   output order does not depend on the number of workers or on scheduling. A replay
-//!   with one worker has nothing to merge: that worker writes its records itself (same
-//!   order, same bytes), so rendered lines never change cores.
+//!   output order does not depend on the number of workers or on scheduling.
+//! * A replay with one worker (the default) runs it on the capture thread, batch by
+//!   batch, and the worker writes its records itself: same batches, same order, same
+//!   bytes, and no batch or rendered line ever changes cores. Live capture always has
+//!   worker and writer threads.
 
 pub mod replay;
 mod route;
@@ -200,15 +202,41 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
 
     let live = source.is_live();
     let writer = writer::Writer::open(&opts.outputs, n)?;
-    // One worker replaying writes its records itself (see `worker::Output`).
-    let inline = n == 1 && !live && !writer.shared();
-    let mut writer = Some(writer);
     let mut in_txs: Vec<Sender<InBatch>> = Vec::with_capacity(n);
     let mut recycle_rxs: Vec<Receiver<InBatch>> = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
     let mut out_rxs = Vec::with_capacity(n);
     let mut out_recycle_txs = Vec::with_capacity(n);
-    for id in 0..n {
+    let new_worker = |id: usize| {
+        worker::Worker::new(
+            id,
+            cfg,
+            per_worker_cap,
+            opts.attributor.clone(),
+            (opts.detectors)(cfg),
+            opts.attribution_wait,
+            opts.publish.as_ref().map(|p| p.sink(id, n)),
+        )
+        .exit_after(opts.exit_after)
+    };
+    // Replay into one worker: this thread runs it, batch by batch, and the worker
+    // writes its own records (see `worker::Output`). A second thread would only move
+    // every batch and every rendered line to another core's cache: measured, 5-12 %
+    // more CPU (README, Performance). Live capture keeps worker and writer threads, so
+    // a slow analysis or disk never holds up the capture; several workers run in
+    // parallel and the writer merges their streams.
+    let mut local: Option<(worker::Worker, worker::Output)> = None;
+    let mut writer = Some(writer);
+    if n == 1 && !live && !writer.as_ref().is_some_and(|w| w.shared()) {
+        let output = worker::Output::Inline {
+            writer: Box::new(writer.take().expect("writer")),
+            reopen: opts.reopen.clone(),
+            spare: None,
+            result: Ok(()),
+        };
+        local = Some((new_worker(0), output));
+    }
+    for id in (0..n).filter(|_| local.is_none()) {
         let (tx, rx) = bounded::<InBatch>(cfg.pipeline.queue_batches);
         let (rtx, rrx) = unbounded::<InBatch>();
         // Spare batches in the recycle queue (taken oldest first): a batch is refilled
@@ -220,34 +248,15 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
         }
         in_txs.push(tx);
         recycle_rxs.push(rrx);
-        let output = match if inline { writer.take() } else { None } {
-            Some(w) => worker::Output::Inline {
-                writer: Box::new(w),
-                reopen: opts.reopen.clone(),
-                spare: None,
-                result: Ok(()),
-            },
-            None => {
-                let (otx, orx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
-                let (ortx, orrx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
-                out_recycle_txs.push(ortx);
-                out_rxs.push(orx);
-                worker::Output::Thread {
-                    tx: otx,
-                    recycle: orrx,
-                }
-            }
+        let (otx, orx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
+        let (ortx, orrx) = bounded::<writer::OutBatch>(cfg.pipeline.queue_batches * 2);
+        out_recycle_txs.push(ortx);
+        out_rxs.push(orx);
+        let output = worker::Output::Thread {
+            tx: otx,
+            recycle: orrx,
         };
-        let w = worker::Worker::new(
-            id,
-            cfg,
-            per_worker_cap,
-            opts.attributor.clone(),
-            (opts.detectors)(cfg),
-            opts.attribution_wait,
-            opts.publish.as_ref().map(|p| p.sink(id, n)),
-        )
-        .exit_after(opts.exit_after);
+        let w = new_worker(id);
         handles.push(
             std::thread::Builder::new()
                 .name(format!("portent-worker-{id}"))
@@ -279,6 +288,7 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     let mut telemetry = crate::telemetry::CapturePublisher::new();
 
     let send_all = |batches: &mut Vec<InBatch>,
+                    local: &mut Option<(worker::Worker, worker::Output)>,
                     clock: Ts,
                     seq_end: u64,
                     finish: bool,
@@ -287,6 +297,15 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
         let mut alive = true;
         let now = Instant::now();
         for (w, b) in batches.iter_mut().enumerate() {
+            if let Some((worker, out)) = local.as_mut() {
+                b.clock = clock;
+                b.seq_end = seq_end;
+                b.finish = finish;
+                alive &= worker.step(b, out);
+                b.pkts.clear();
+                b.arena.clear();
+                continue;
+            }
             let fresh = recycle_rxs[w]
                 .try_recv()
                 .unwrap_or_else(|_| InBatch::new(batch_packets));
@@ -326,7 +345,7 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
                 if t > clock {
                     clock = t;
                 }
-                if !send_all(&mut batches, clock, seq, false, &mut summary) {
+                if !send_all(&mut batches, &mut local, clock, seq, false, &mut summary) {
                     break;
                 }
                 in_batch = 0;
@@ -387,14 +406,14 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
         }
         if in_batch >= batch_packets {
             in_batch = 0;
-            if !send_all(&mut batches, clock, seq, false, &mut summary) {
+            if !send_all(&mut batches, &mut local, clock, seq, false, &mut summary) {
                 break;
             }
             progress.tick(source.progress(), summary.packets, started);
             telemetry.maybe_publish(&summary, false);
         }
     }
-    send_all(&mut batches, clock, seq, true, &mut summary);
+    send_all(&mut batches, &mut local, clock, seq, true, &mut summary);
     telemetry.maybe_publish(&summary, true);
     drop(in_txs);
     // No batch is filled again: free the spares now, and let the workers free the ones
@@ -405,8 +424,12 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     progress.done();
 
     let mut write_error = None;
-    for h in handles {
-        if let Ok(mut ws) = h.join() {
+    let stats = handles
+        .into_iter()
+        .filter_map(|h| h.join().ok())
+        .chain(local.map(|(w, out)| w.end(out)));
+    for mut ws in stats {
+        {
             write_error = write_error.or(ws.write_error.take());
             summary.flows += ws.flows;
             summary.dns_answers += ws.dns_answers;

@@ -137,6 +137,8 @@ pub(crate) struct Worker {
     bus: Option<crate::bus::publish::WorkerSink>,
     /// See [`super::RunOptions::exit_after`].
     exit_after: bool,
+    /// Records of packets up to this sequence number have all been handed out.
+    done_through: u64,
 }
 
 impl Worker {
@@ -172,6 +174,7 @@ impl Worker {
             released: Vec::new(),
             bus,
             exit_after: false,
+            done_through: 0,
         }
     }
 
@@ -187,80 +190,10 @@ impl Worker {
         recycle: Sender<InBatch>,
         mut out: Output,
     ) -> WorkerStats {
-        let mut done_through = 0;
         while let Ok(mut b) = rx.recv() {
-            let started = Instant::now();
-            if let Some(sent) = b.sent_at {
-                self.telemetry
-                    .queue
-                    .record(started.saturating_duration_since(sent).as_secs_f64());
-            }
-            let mut ob = out.fresh();
-            // Two-stage software prefetch: the index slot of the packet PREFETCH_FAR
-            // ahead, the flow record of the one PREFETCH_NEAR ahead, so this packet's
-            // lookups hit the cache instead of waiting on memory.
-            let n = b.pkts.len();
-            for (i, bp) in b.pkts.iter().enumerate().take(PREFETCH_FAR) {
-                self.keys[i] = self.shard.key_of(&bp.pkt);
-            }
-            for i in 0..n {
-                if let Some(far) = b.pkts.get(i + PREFETCH_FAR) {
-                    let k = self.shard.key_of(&far.pkt);
-                    self.shard.prefetch_slot(&k);
-                    self.keys[(i + PREFETCH_FAR) % KEY_RING] = k;
-                }
-                if i + PREFETCH_NEAR < n {
-                    self.shard
-                        .prefetch_flow(&self.keys[(i + PREFETCH_NEAR) % KEY_RING]);
-                }
-                let bp = &b.pkts[i];
-                let k = self.keys[i % KEY_RING];
-                let payload = &b.arena[bp.pay_off as usize..(bp.pay_off + bp.pay_len) as usize];
-                self.packet(&bp.pkt, &k, payload, bp.seq, &mut ob);
-            }
-            // Expiry in chunks: a mass timeout (or the final drain) never holds every
-            // flow's events or rendered lines at once.
-            let mut due = if b.finish {
-                self.shard.drain_begin(b.clock)
-            } else {
-                self.shard.expire_begin(b.clock)
-            };
-            let mut sub = 0u32;
-            loop {
-                self.events.clear();
-                let more = due > 0 && self.shard.end_due(SWEEP_CHUNK, &mut self.events);
-                due = due.saturating_sub(SWEEP_CHUNK);
-                self.sweep_events(b.clock, b.seq_end, &mut sub, &mut ob);
-                if !more {
-                    break;
-                }
-                ob.done_through = done_through;
-                let next = out.fresh();
-                if !out.send(std::mem::replace(&mut ob, next)) {
-                    return self.finish_stats();
-                }
-            }
-            self.tick(b.clock, b.seq_end, &mut sub, &mut ob);
-            self.release_pending(b.finish, b.seq_end, &mut sub, &mut ob);
-            if let Some(bus) = self.bus.as_mut() {
-                if b.finish {
-                    bus.end(b.clock);
-                } else {
-                    bus.clock(b.clock);
-                }
-            }
-            if b.finish {
-                self.engine.on_finish();
-            }
-            done_through = b.seq_end;
-            ob.done_through = done_through;
             let finish = b.finish;
-            self.telemetry
-                .analysis
-                .record(started.elapsed().as_secs_f64());
-            self.publish(finish);
-            if !out.send(ob) {
-                break;
+            if !self.step(&mut b, &mut out) {
+                return self.finish_stats();
             }
             b.pkts.clear();
             b.arena.clear();
@@ -269,6 +202,86 @@ impl Worker {
                 break;
             }
         }
+        self.end(out)
+    }
+
+    /// Analyses one batch and hands its records to `out`; false when the writer thread
+    /// is gone.
+    pub fn step(&mut self, b: &mut InBatch, out: &mut Output) -> bool {
+        let started = Instant::now();
+        if let Some(sent) = b.sent_at {
+            self.telemetry
+                .queue
+                .record(started.saturating_duration_since(sent).as_secs_f64());
+        }
+        let mut ob = out.fresh();
+        // Two-stage software prefetch: the index slot of the packet PREFETCH_FAR
+        // ahead, the flow record of the one PREFETCH_NEAR ahead, so this packet's
+        // lookups hit the cache instead of waiting on memory.
+        let n = b.pkts.len();
+        for (i, bp) in b.pkts.iter().enumerate().take(PREFETCH_FAR) {
+            self.keys[i] = self.shard.key_of(&bp.pkt);
+        }
+        for i in 0..n {
+            if let Some(far) = b.pkts.get(i + PREFETCH_FAR) {
+                let k = self.shard.key_of(&far.pkt);
+                self.shard.prefetch_slot(&k);
+                self.keys[(i + PREFETCH_FAR) % KEY_RING] = k;
+            }
+            if i + PREFETCH_NEAR < n {
+                self.shard
+                    .prefetch_flow(&self.keys[(i + PREFETCH_NEAR) % KEY_RING]);
+            }
+            let bp = &b.pkts[i];
+            let k = self.keys[i % KEY_RING];
+            let payload = &b.arena[bp.pay_off as usize..(bp.pay_off + bp.pay_len) as usize];
+            self.packet(&bp.pkt, &k, payload, bp.seq, &mut ob);
+        }
+        // Expiry in chunks: a mass timeout (or the final drain) never holds every
+        // flow's events or rendered lines at once.
+        let mut due = if b.finish {
+            self.shard.drain_begin(b.clock)
+        } else {
+            self.shard.expire_begin(b.clock)
+        };
+        let mut sub = 0u32;
+        loop {
+            self.events.clear();
+            let more = due > 0 && self.shard.end_due(SWEEP_CHUNK, &mut self.events);
+            due = due.saturating_sub(SWEEP_CHUNK);
+            self.sweep_events(b.clock, b.seq_end, &mut sub, &mut ob);
+            if !more {
+                break;
+            }
+            ob.done_through = self.done_through;
+            let next = out.fresh();
+            if !out.send(std::mem::replace(&mut ob, next)) {
+                return false;
+            }
+        }
+        self.tick(b.clock, b.seq_end, &mut sub, &mut ob);
+        self.release_pending(b.finish, b.seq_end, &mut sub, &mut ob);
+        if let Some(bus) = self.bus.as_mut() {
+            if b.finish {
+                bus.end(b.clock);
+            } else {
+                bus.clock(b.clock);
+            }
+        }
+        if b.finish {
+            self.engine.on_finish();
+        }
+        self.done_through = b.seq_end;
+        ob.done_through = self.done_through;
+        self.telemetry
+            .analysis
+            .record(started.elapsed().as_secs_f64());
+        self.publish(b.finish);
+        out.send(ob)
+    }
+
+    /// The input has ended (or the writer is gone): flushes `out` and returns the counts.
+    pub fn end(mut self, out: Output) -> WorkerStats {
         let mut stats = self.finish_stats();
         stats.write_error = out.finish();
         if self.exit_after {
