@@ -65,7 +65,8 @@ struct ReplayArgs {
     /// State directory: baselines are loaded from it and saved back (persist across runs).
     #[arg(long)]
     state: Option<PathBuf>,
-    /// Worker threads (overrides the config).
+    /// Workers, one flow-table shard each (overrides the config). One worker replaying
+    /// runs on the capture thread; more, or live capture, get threads of their own.
     #[arg(long)]
     workers: Option<usize>,
     /// Also write the HTML report of this run (as `portent report` would).
