@@ -10,7 +10,7 @@ use super::{Alert, Analytic};
 use crate::config::NetSet;
 use crate::decode::dns::DnsAnswer;
 use crate::enrichment::{Attribution, Attributor};
-use crate::flow::{FlowEvent, FlowRecord};
+use crate::flow::{FlowEvent, FlowHandle, FlowRecord};
 use crate::time::{Dur, Ts};
 
 /// What detectors may consult besides the event itself. Read-only and clock-free.
@@ -48,6 +48,15 @@ pub trait Detector: Send {
     fn on_flow(&mut self, _ctx: &Context, _event: &FlowEvent, _out: &mut Vec<Alert>) {}
     /// Packet time advanced to `now` (called at batch boundaries).
     fn on_tick(&mut self, _ctx: &Context, _now: Ts, _out: &mut Vec<Alert>) {}
+    /// Flow `handle` ends soon (a sweep is a few events ahead): start loading the state
+    /// kept for it. A hint only: sweeps go by time, not by handle, so that state is
+    /// rarely cached. (Per packet, measured: costs more than it saves.) Detectors that
+    /// keep per-flow state implement it and [`Detector::keeps_flow_state`].
+    fn prefetch_flow(&self, _handle: FlowHandle) {}
+    /// Whether [`Detector::prefetch_flow`] does anything (asked once).
+    fn keeps_flow_state(&self) -> bool {
+        false
+    }
     /// End of input or shutdown, after the last flows ended: persist state here, and let
     /// go of external handles (the state store): an exiting process may forget the
     /// detector afterwards instead of dropping it (see `RunOptions::exit_after`).
@@ -60,6 +69,8 @@ const MAX_DEDUP_KEYS: usize = 1 << 20;
 pub struct Engine {
     pub ctx: Context,
     detectors: Vec<Box<dyn Detector>>,
+    /// Indexes of the detectors that keep per-flow state.
+    flow_state: Vec<usize>,
     window: Dur,
     last_alert: HashMap<(Analytic, IpAddr, IpAddr, u16), Ts>,
     scratch: Vec<Alert>,
@@ -68,9 +79,13 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(ctx: Context, detectors: Vec<Box<dyn Detector>>, window: Dur) -> Engine {
+        let flow_state = (0..detectors.len())
+            .filter(|&i| detectors[i].keeps_flow_state())
+            .collect();
         Engine {
             ctx,
             detectors,
+            flow_state,
             window,
             last_alert: HashMap::new(),
             scratch: Vec::new(),
@@ -90,6 +105,14 @@ impl Engine {
             d.on_flow(&self.ctx, ev, &mut self.scratch);
         }
         self.flush(out);
+    }
+
+    /// See [`Detector::prefetch_flow`].
+    #[inline]
+    pub fn prefetch_flow(&self, handle: FlowHandle) {
+        for &i in &self.flow_state {
+            self.detectors[i].prefetch_flow(handle);
+        }
     }
 
     pub fn on_tick(&mut self, now: Ts, out: &mut Vec<Alert>) {
@@ -153,6 +176,32 @@ mod tests {
                 443,
             ));
         }
+    }
+
+    /// Counts the prefetch hints it gets.
+    struct Stateful(Arc<std::sync::atomic::AtomicU32>);
+    impl Detector for Stateful {
+        fn prefetch_flow(&self, _h: FlowHandle) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn keeps_flow_state(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn prefetch_hints_reach_only_detectors_with_flow_state() {
+        let ctx = Context {
+            home_net: NetSet::default(),
+            attributor: None,
+        };
+        let detectors: Vec<Box<dyn Detector>> =
+            vec![Box::new(Every), Box::new(Stateful(Default::default()))];
+        let e = Engine::new(ctx, detectors, Dur::from_secs(1));
+        assert_eq!(e.flow_state, vec![1]);
+        e.prefetch_flow(FlowHandle(3));
+        e.prefetch_flow(FlowHandle::NONE);
+        assert!(!e.detectors[0].keeps_flow_state());
     }
 
     #[test]

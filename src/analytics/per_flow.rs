@@ -55,6 +55,22 @@ impl<T: Default> PerFlow<T> {
         (f.handle != FlowHandle::NONE && i < self.dense_cap).then_some(i)
     }
 
+    /// Starts loading the state held for `handle` (see `Detector::prefetch_flow`).
+    #[inline]
+    pub fn prefetch(&self, handle: FlowHandle) {
+        let i = handle.0 as usize;
+        if handle == FlowHandle::NONE || i >= self.dense_cap {
+            return;
+        }
+        if let Some(&s) = self.at.get(i) {
+            if let Some(st) = self.states.get(s as usize) {
+                let p = st as *const (u64, T) as *const u8;
+                crate::flow::index::prefetch(p);
+                crate::flow::index::prefetch(p.wrapping_add(64));
+            }
+        }
+    }
+
     /// The slot holding flow `f`'s state, if any.
     fn slot_of(&self, f: &FlowRecord, i: usize) -> Option<usize> {
         let s = *self.at.get(i)?;
@@ -239,5 +255,18 @@ mod tests {
         }
         assert_eq!(m.states.len(), 1000);
         assert_eq!(m.len(), 1000);
+    }
+
+    #[test]
+    fn prefetch_takes_any_handle() {
+        let mut m = PerFlow::new(8);
+        m.insert(&rec(1, FlowHandle(2)), 5u64);
+        m.remove(&rec(1, FlowHandle(2)));
+        // Never stored, freed, past the dense part, none: hints only, nothing changes.
+        for h in [0, 2, 7, 8, u32::MAX - 1] {
+            m.prefetch(FlowHandle(h));
+        }
+        m.prefetch(FlowHandle::NONE);
+        assert!(m.is_empty());
     }
 }

@@ -30,6 +30,9 @@ const PREFETCH_NEAR: usize = 6;
 const KEY_RING: usize = 16;
 const _: () = assert!(KEY_RING.is_power_of_two() && KEY_RING > PREFETCH_FAR);
 
+/// Events ahead whose detector state a sweep starts loading (see `sweep_events`).
+const DETECTOR_PREFETCH: usize = 4;
+
 /// Flows ended per output batch during a sweep. A batch keeps its rendered lines (about
 /// 550 bytes a flow) until the writer is through, and up to two queues of batches are in
 /// flight, buffers kept for reuse: 256 flows make a batch of ~140 KiB. (2048 made
@@ -455,7 +458,10 @@ impl Worker {
     /// Renders the flow ends (and what analytics make of them) in `self.events`.
     fn sweep_events(&mut self, clock: Ts, seq_end: u64, sub: &mut u32, ob: &mut OutBatch) {
         let events = std::mem::take(&mut self.events);
-        for ev in &events {
+        for (i, ev) in events.iter().enumerate() {
+            if let Some(FlowEvent::Ended(r, _)) = events.get(i + DETECTOR_PREFETCH) {
+                self.engine.prefetch_flow(r.handle);
+            }
             self.engine.on_flow(ev, &mut self.alerts);
             if let Some(bus) = self.bus.as_mut() {
                 bus.flow(ev, clock);

@@ -1158,6 +1158,12 @@ fn size_alert(
 }
 
 impl Detector for Cadence {
+    fn prefetch_flow(&self, handle: crate::flow::FlowHandle) {
+        self.flows.prefetch(handle);
+    }
+    fn keeps_flow_state(&self) -> bool {
+        true
+    }
     fn on_dns(&mut self, ctx: &Context, a: &DnsAnswer, _out: &mut Vec<Alert>) {
         Cadence::on_dns(self, ctx, a);
     }
