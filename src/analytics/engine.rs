@@ -195,13 +195,15 @@ mod tests {
             home_net: NetSet::default(),
             attributor: None,
         };
+        let hints = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let detectors: Vec<Box<dyn Detector>> =
-            vec![Box::new(Every), Box::new(Stateful(Default::default()))];
+            vec![Box::new(Every), Box::new(Stateful(hints.clone()))];
         let e = Engine::new(ctx, detectors, Dur::from_secs(1));
         assert_eq!(e.flow_state, vec![1]);
         e.prefetch_flow(FlowHandle(3));
         e.prefetch_flow(FlowHandle::NONE);
         assert!(!e.detectors[0].keeps_flow_state());
+        assert_eq!(hints.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     #[test]

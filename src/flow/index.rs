@@ -109,13 +109,15 @@ impl FlowIndex {
         }
     }
 
-    /// Inserts a position known to be absent. `hash_of(position)` recomputes the hash of
-    /// a stored position when the table grows.
-    pub fn insert(&mut self, hash: u64, pos: u32, hash_of: impl Fn(u32) -> u64) {
+    /// Inserts a position known to be absent, into the room [`reserve_one`] made.
+    ///
+    /// [`reserve_one`]: FlowIndex::reserve_one
+    pub fn insert(&mut self, hash: u64, pos: u32) {
         debug_assert!((pos as usize) < MAX_POSITIONS);
-        if (self.len + 1) * 2 > self.slots.len() {
-            self.grow(&hash_of);
-        }
+        debug_assert!(
+            (self.len + 1) * 2 <= self.slots.len(),
+            "insert without reserve_one"
+        );
         self.place(hash, pos);
         self.len += 1;
     }
@@ -126,18 +128,6 @@ impl FlowIndex {
             i = (i + 1) & self.mask;
         }
         self.slots[i] = (tag_of(hash) << POS_BITS) | ((pos & POS_MASK) + 1);
-    }
-
-    fn grow(&mut self, hash_of: &impl Fn(u32) -> u64) {
-        let bigger = vec![EMPTY; self.slots.len() * 2];
-        let old = std::mem::replace(&mut self.slots, bigger);
-        self.mask = self.slots.len() - 1;
-        for s in old {
-            if s != EMPTY {
-                let pos = (s & POS_MASK) - 1;
-                self.place(hash_of(pos), pos);
-            }
-        }
     }
 
     /// Removes `pos` (stored under `hash`); later entries of its probe run shift back.
@@ -238,8 +228,9 @@ mod tests {
                 if present.remove(&pos).is_some() {
                     assert!(idx.remove(h, pos, hash_for));
                 } else {
+                    idx.reserve_one(|| present.keys().map(|&p| (hash_for(p), p)));
                     present.insert(pos, ());
-                    idx.insert(h, pos, hash_for);
+                    idx.insert(h, pos);
                 }
                 if step % 997 == 0 {
                     for &p in present.keys() {
@@ -261,7 +252,8 @@ mod tests {
     fn peek_guesses_home_slot() {
         let mut idx = FlowIndex::new();
         let h = mix(5);
-        idx.insert(h, 7, |_| h);
+        idx.reserve_one(std::iter::empty);
+        idx.insert(h, 7);
         assert_eq!(idx.peek(h), Some(7));
         assert_eq!(idx.peek(h ^ (1 << 60)), None);
         idx.prefetch(h);

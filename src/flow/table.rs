@@ -538,10 +538,7 @@ impl FlowShard {
                 (self.flows.len() - 1) as u32
             }
         };
-        let flows = &self.flows;
-        let hasher = &self.hasher;
-        self.index
-            .insert(hash, i, |j| hash_key(hasher, &flows[j as usize].key));
+        self.index.insert(hash, i);
         let class = match p.proto {
             PROTO_TCP => Class::TcpUnestablished,
             PROTO_UDP => Class::Udp,

@@ -416,9 +416,10 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
     send_all(&mut batches, &mut local, clock, seq, true, &mut summary);
     telemetry.maybe_publish(&summary, true);
     drop(in_txs);
-    // No batch is filled again: free the spares now, and let the workers free the ones
-    // still queued as they finish them (a closed recycle channel drops them) before the
-    // final sweep, which runs with every flow still live: the run's high-water mark.
+    // No batch is filled again: free the spares now, and let worker threads free the
+    // ones still queued as they finish them (a closed recycle channel drops them) before
+    // their final sweep, which runs with every flow still live: the run's high-water
+    // mark. (A worker on this thread has swept already, with one batch allocated.)
     drop(batches);
     drop(recycle_rxs);
     progress.done();
@@ -429,22 +430,20 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
         .filter_map(|h| h.join().ok())
         .chain(local.map(|(w, out)| w.end(out)));
     for mut ws in stats {
-        {
-            write_error = write_error.or(ws.write_error.take());
-            summary.flows += ws.flows;
-            summary.dns_answers += ws.dns_answers;
-            summary.alerts += ws.alerts;
-            for (k, v) in ws.dns_errors {
-                *summary.dns_errors.entry(k).or_default() += v;
-            }
-            let fs = &mut summary.flow_stats;
-            fs.created += ws.flow.created;
-            fs.ended_closed += ws.flow.ended_closed;
-            fs.ended_idle += ws.flow.ended_idle;
-            fs.evicted += ws.flow.evicted;
-            fs.ended_shutdown += ws.flow.ended_shutdown;
-            fs.peak_live += ws.flow.peak_live;
+        write_error = write_error.or(ws.write_error.take());
+        summary.flows += ws.flows;
+        summary.dns_answers += ws.dns_answers;
+        summary.alerts += ws.alerts;
+        for (k, v) in ws.dns_errors {
+            *summary.dns_errors.entry(k).or_default() += v;
         }
+        let fs = &mut summary.flow_stats;
+        fs.created += ws.flow.created;
+        fs.ended_closed += ws.flow.ended_closed;
+        fs.ended_idle += ws.flow.ended_idle;
+        fs.evicted += ws.flow.evicted;
+        fs.ended_shutdown += ws.flow.ended_shutdown;
+        fs.peak_live += ws.flow.peak_live;
     }
     if let Some(h) = writer_handle {
         let (_writer, wr) = h.join().map_err(|_| {

@@ -73,7 +73,8 @@ pub(crate) enum Output {
         writer: Box<Writer>,
         reopen: Arc<AtomicBool>,
         spare: Option<OutBatch>,
-        /// The first write error; nothing more is written after it.
+        /// The first write error; nothing more is written after it, and the replay
+        /// stops as it does when a writer thread fails.
         result: Result<(), PipelineError>,
     },
 }
@@ -86,7 +87,8 @@ impl Output {
         }
     }
 
-    /// Hands a batch on; false when the writer thread is gone.
+    /// Hands a batch on; false when nothing more can be written (the writer thread is
+    /// gone, or a write failed).
     fn send(&mut self, mut b: OutBatch) -> bool {
         match self {
             Output::Thread { tx, .. } => tx.send(b).is_ok(),
@@ -101,7 +103,7 @@ impl Output {
                 }
                 b.clear();
                 *spare = Some(b);
-                true
+                result.is_ok()
             }
         }
     }
@@ -208,8 +210,8 @@ impl Worker {
         self.end(out)
     }
 
-    /// Analyses one batch and hands its records to `out`; false when the writer thread
-    /// is gone.
+    /// Analyses one batch and hands its records to `out`; false when nothing more can
+    /// be written (see [`Output::send`]).
     pub fn step(&mut self, b: &mut InBatch, out: &mut Output) -> bool {
         let started = Instant::now();
         if let Some(sent) = b.sent_at {

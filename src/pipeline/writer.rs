@@ -294,7 +294,7 @@ impl Writer {
                 lane.next = 0;
             }
         }
-        result.and(self.for_each_sink(|s| s.flush()))
+        result.and(self.finish())
     }
 }
 
