@@ -330,25 +330,25 @@ impl PcapReader {
         }
     }
 
-    /// The four fields of a classic record header at `off` (one bounds check).
+    /// The four fields of a classic record header at `off` (one bounds check, one
+    /// byte-order test).
     fn record_header(&self, off: usize) -> [u32; 4] {
-        let h: &[u8; 16] = match self.buf.get(off..off + 16).and_then(|b| b.try_into().ok()) {
-            Some(h) => h,
-            None => return [0, u32::MAX, u32::MAX, 0],
+        let Some(h) = self.buf.get(off..off + 16) else {
+            return [0, u32::MAX, u32::MAX, 0];
         };
-        let f = |i: usize| {
-            let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
-            if self.swapped {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            }
-        };
-        [f(0), f(4), f(8), f(12)]
+        let mut f = [0u32; 4];
+        for (v, b) in f.iter_mut().zip(h.chunks_exact(4)) {
+            *v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        if self.swapped {
+            f = f.map(u32::swap_bytes);
+        }
+        f
     }
 
-    fn classic_plausible(&self, off: usize) -> Option<(u32, u32)> {
-        let [_, frac, caplen, orig] = self.record_header(off);
+    /// `(caplen, orig)` of a record header that could be real.
+    fn classic_plausible(&self, header: [u32; 4]) -> Option<(u32, u32)> {
+        let [_, frac, caplen, orig] = header;
         let frac_max = if self.nanos { 1_000_000_000 } else { 1_000_000 };
         if frac >= frac_max || caplen > MAX_CAPLEN || caplen > orig.max(self.snaplen) {
             return None;
@@ -365,8 +365,8 @@ impl PcapReader {
                 }
                 return Ok(false);
             }
-            let off = self.pos;
-            let Some((caplen, orig)) = self.classic_plausible(off) else {
+            let header = self.record_header(self.pos);
+            let Some((caplen, orig)) = self.classic_plausible(header) else {
                 if !self.resync_classic()? {
                     return Ok(false);
                 }
@@ -382,7 +382,7 @@ impl PcapReader {
                 return Ok(false);
             }
             let off = self.pos;
-            let [secs, frac, _, _] = self.record_header(off);
+            let [secs, frac, _, _] = header;
             let (secs, frac) = (secs as i64, frac as i64);
             self.cur_ts = Ts(secs * NANOS_PER_SEC + if self.nanos { frac } else { frac * 1000 });
             self.cur_off = off + 16;
@@ -408,7 +408,7 @@ impl PcapReader {
                 self.pos = self.end;
                 return Ok(false);
             }
-            let Some((caplen, _)) = self.classic_plausible(self.pos) else {
+            let Some((caplen, _)) = self.classic_plausible(self.record_header(self.pos)) else {
                 continue;
             };
             // Near the last good timestamp (corrupt bytes rarely look like one).
@@ -424,7 +424,10 @@ impl PcapReader {
                 }
                 continue;
             }
-            if self.classic_plausible(self.pos + next).is_some() {
+            if self
+                .classic_plausible(self.record_header(self.pos + next))
+                .is_some()
+            {
                 return Ok(true);
             }
         }
