@@ -30,15 +30,8 @@ fn packet(i: u64, ts: Ts) -> Packet {
         proto: PROTO_UDP,
         ip_len: 100,
         payload_len: 72,
-        tcp_flags: 0,
-        tcp_seq: 0,
-        tcp_ack: 0,
-        tcp_window: 0,
-        src_mac: None,
-        vlan: 0,
         ports_known: true,
-        reassembled: false,
-        tunneled: false,
+        ..Packet::UNSET
     }
 }
 

@@ -616,6 +616,39 @@ fn vxlan_on_4789_is_decoded_by_its_inner_frame() {
     assert_eq!(p.src_mac, Some(MAC_A), "inner Ethernet source");
 }
 
+/// The pipeline decodes every packet into one reused `Packet`: nothing of the one
+/// before (flags, MAC, VLAN, tunnel mark, ports) survives into the next.
+#[test]
+fn decode_into_a_reused_packet_equals_a_fresh_decode() {
+    let inner = ethernet_tagged(&[(0x8100, 77)], 0x0800, &v4_udp_dns());
+    let tunneled = ethernet_tagged(
+        &[(0x8100, 3)],
+        0x0800,
+        &ipv4(PROTO_UDP, &udp(51000, 4789, &vxlan(&inner))),
+    );
+    let syn = ethernet_tagged(
+        &[(0x8100, 9)],
+        0x0800,
+        &ipv4(PROTO_TCP, &tcp(40000, 443, 7, 0, tcp_flags::SYN, &[], &[])),
+    );
+    let frames = [
+        (LinkType::Ethernet, syn),
+        (LinkType::Ethernet, tunneled),
+        (LinkType::Raw, ipv6(PROTO_UDP, &udp_dns())),
+        (LinkType::Ethernet, ethernet(0x0800, &v4_udp_dns())),
+        (LinkType::Raw, ipv4(PROTO_ICMP, &[8, 0, 0, 0])),
+    ];
+    let mut d = Decoder::new(FragLimits::default());
+    let mut reused = Packet::UNSET;
+    for (i, (link, frame)) in frames.iter().enumerate() {
+        let r = raw(*link, frame);
+        let payload = d.decode_into(&mut reused, &r).unwrap().to_vec();
+        let (fresh, fresh_payload) = decode(*link, frame).unwrap();
+        assert_eq!(reused, fresh, "frame {i}");
+        assert_eq!(payload, fresh_payload, "frame {i}");
+    }
+}
+
 #[test]
 fn vxlan_inner_vlan_is_used_when_the_outer_is_untagged() {
     let inner = ethernet_tagged(&[(0x8100, 77)], 0x0800, &v4_udp_dns());

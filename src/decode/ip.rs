@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::frag::{FragKey, Piece, Reassembler};
 use super::link::{be16, be32, Outer};
 use super::transport::{self, IpInfo};
-use super::{DecodeAnomalies, DecodeError, Decoded, Layer};
+use super::{DecodeAnomalies, DecodeError, Layer, Packet};
 
 const IPV4_MIN_HEADER_LEN: usize = 20;
 const IPV6_HEADER_LEN: usize = 40;
@@ -38,12 +38,13 @@ fn sat_u32(n: usize) -> u32 {
 /// An IPv4 packet at the start of `data`; `wire` is its length on the wire at most
 /// (at least `data.len()`).
 pub(crate) fn ipv4<'a>(
+    out: &mut Packet,
     outer: Outer,
     data: &'a [u8],
     wire: usize,
     frags: Option<&'a mut Reassembler>,
     anomalies: &mut DecodeAnomalies,
-) -> Result<Decoded<'a>, DecodeError> {
+) -> Result<&'a [u8], DecodeError> {
     let fixed = data
         .get(..IPV4_MIN_HEADER_LEN)
         .ok_or(DecodeError::Truncated(Layer::Ipv4))?;
@@ -83,7 +84,7 @@ pub(crate) fn ipv4<'a>(
             proto,
             ip_len: sat_u32(ip_len),
         };
-        return transport::decode(outer, ip, payload, payload_wire, frags, anomalies);
+        return transport::decode(out, outer, ip, payload, payload_wire, frags, anomalies);
     }
 
     // A fragment inside an already reassembled tunnel datagram: the one buffer is taken.
@@ -117,7 +118,15 @@ pub(crate) fn ipv4<'a>(
         reassembled: true,
         ..outer
     };
-    transport::decode(outer, ip, whole.data, whole.data.len(), None, anomalies)
+    transport::decode(
+        out,
+        outer,
+        ip,
+        whole.data,
+        whole.data.len(),
+        None,
+        anomalies,
+    )
 }
 
 /// Where an IPv6 extension-header walk stopped.
@@ -195,12 +204,13 @@ fn short_ext(need: usize, declared: usize) -> DecodeError {
 
 /// An IPv6 packet at the start of `data`; `wire` as for [`ipv4`].
 pub(crate) fn ipv6<'a>(
+    out: &mut Packet,
     outer: Outer,
     data: &'a [u8],
     wire: usize,
     frags: Option<&'a mut Reassembler>,
     anomalies: &mut DecodeAnomalies,
-) -> Result<Decoded<'a>, DecodeError> {
+) -> Result<&'a [u8], DecodeError> {
     let fixed: &[u8; IPV6_HEADER_LEN] = data
         .get(..IPV6_HEADER_LEN)
         .and_then(|h| h.try_into().ok())
@@ -227,7 +237,15 @@ pub(crate) fn ipv6<'a>(
                 proto,
                 ip_len: sat_u32(IPV6_HEADER_LEN + declared),
             };
-            transport::decode(outer, ip, &payload[at..], declared - at, frags, anomalies)
+            transport::decode(
+                out,
+                outer,
+                ip,
+                &payload[at..],
+                declared - at,
+                frags,
+                anomalies,
+            )
         }
         Walk::Fragment {
             at,
@@ -279,7 +297,7 @@ pub(crate) fn ipv6<'a>(
                         reassembled: true,
                         ..outer
                     };
-                    transport::decode(outer, ip, upper, upper.len(), None, anomalies)
+                    transport::decode(out, outer, ip, upper, upper.len(), None, anomalies)
                 }
                 Walk::Fragment { .. } => Err(DecodeError::Malformed(Layer::Ipv6)),
             }

@@ -2,7 +2,7 @@
 //!
 //! Panic contract (see [`super`]): every read goes through a length check or `get`.
 
-use super::{frag::Reassembler, ip, DecodeAnomalies, DecodeError, Decoded, Layer};
+use super::{frag::Reassembler, ip, DecodeAnomalies, DecodeError, Decoded, Layer, Packet};
 use crate::capture::{LinkType, RawPacket};
 use crate::time::Ts;
 
@@ -46,6 +46,19 @@ pub fn decode_frame<'a>(
     frags: &'a mut Reassembler,
     anomalies: &mut DecodeAnomalies,
 ) -> Result<Decoded<'a>, DecodeError> {
+    let mut packet = Packet::UNSET;
+    let payload = decode_frame_into(&mut packet, raw, frags, anomalies)?;
+    Ok(Decoded { packet, payload })
+}
+
+/// [`decode_frame`] writing the packet into `out` (every field, on success) and
+/// returning its captured payload: the pipeline decodes straight into its batch.
+pub fn decode_frame_into<'a>(
+    out: &mut Packet,
+    raw: &RawPacket<'a>,
+    frags: &'a mut Reassembler,
+    anomalies: &mut DecodeAnomalies,
+) -> Result<&'a [u8], DecodeError> {
     let outer = Outer {
         ts: raw.ts,
         vlan: 0,
@@ -58,7 +71,7 @@ pub fn decode_frame<'a>(
     // Bytes on the wire; a broken record may claim fewer than it holds.
     let wire = (raw.orig_len as usize).max(data.len());
     match raw.link {
-        LinkType::Ethernet => ethernet(outer, data, wire, Some(frags), anomalies),
+        LinkType::Ethernet => ethernet(out, outer, data, wire, Some(frags), anomalies),
         LinkType::LinuxSll => {
             let hdr = data
                 .get(..SLL_HEADER_LEN)
@@ -71,6 +84,7 @@ pub fn decode_frame<'a>(
             }
             let proto = be16(hdr, 14);
             ethertype(
+                out,
                 outer,
                 proto,
                 data,
@@ -92,6 +106,7 @@ pub fn decode_frame<'a>(
             }
             let proto = be16(hdr, 0);
             ethertype(
+                out,
                 outer,
                 proto,
                 data,
@@ -104,13 +119,13 @@ pub fn decode_frame<'a>(
         LinkType::Raw => {
             let first = *data.first().ok_or(DecodeError::Truncated(Layer::Link))?;
             match first >> 4 {
-                4 => ip::ipv4(outer, data, wire, Some(frags), anomalies),
-                6 => ip::ipv6(outer, data, wire, Some(frags), anomalies),
+                4 => ip::ipv4(out, outer, data, wire, Some(frags), anomalies),
+                6 => ip::ipv6(out, outer, data, wire, Some(frags), anomalies),
                 _ => Err(DecodeError::Malformed(Layer::Link)),
             }
         }
-        LinkType::Ipv4 => ip::ipv4(outer, data, wire, Some(frags), anomalies),
-        LinkType::Ipv6 => ip::ipv6(outer, data, wire, Some(frags), anomalies),
+        LinkType::Ipv4 => ip::ipv4(out, outer, data, wire, Some(frags), anomalies),
+        LinkType::Ipv6 => ip::ipv6(out, outer, data, wire, Some(frags), anomalies),
         LinkType::Null | LinkType::Loop => {
             let hdr = data
                 .get(..NULL_HEADER_LEN)
@@ -126,9 +141,9 @@ pub fn decode_frame<'a>(
             let rest = &data[NULL_HEADER_LEN..];
             let wire = wire - NULL_HEADER_LEN;
             if be == AF_INET || le == AF_INET {
-                ip::ipv4(outer, rest, wire, Some(frags), anomalies)
+                ip::ipv4(out, outer, rest, wire, Some(frags), anomalies)
             } else if AF_INET6.contains(&be) || AF_INET6.contains(&le) {
-                ip::ipv6(outer, rest, wire, Some(frags), anomalies)
+                ip::ipv6(out, outer, rest, wire, Some(frags), anomalies)
             } else {
                 Err(DecodeError::UnsupportedProtocol)
             }
@@ -140,18 +155,20 @@ pub fn decode_frame<'a>(
 /// An Ethernet II frame at the start of `data` (also the inner frame of TEB, ERSPAN and
 /// VXLAN). `wire` is the frame's length on the wire, at least `data.len()`.
 pub(crate) fn ethernet<'a>(
+    out: &mut Packet,
     mut outer: Outer,
     data: &'a [u8],
     wire: usize,
     frags: Option<&'a mut Reassembler>,
     anomalies: &mut DecodeAnomalies,
-) -> Result<Decoded<'a>, DecodeError> {
+) -> Result<&'a [u8], DecodeError> {
     let hdr = data
         .get(..ETHERNET_HEADER_LEN)
         .ok_or(DecodeError::Truncated(Layer::Link))?;
     outer.src_mac = mac_at(hdr, 6);
     let proto = be16(hdr, 12);
     ethertype(
+        out,
         outer,
         proto,
         data,
@@ -163,7 +180,10 @@ pub(crate) fn ethernet<'a>(
 }
 
 /// Follows an EtherType found at `data[..at]`, through any VLAN tags, to IP.
+// The decode chain's arguments plus the tag walk's position: a struct would only move them.
+#[allow(clippy::too_many_arguments)]
 fn ethertype<'a>(
+    out: &mut Packet,
     mut outer: Outer,
     mut proto: u16,
     data: &'a [u8],
@@ -171,7 +191,7 @@ fn ethertype<'a>(
     wire: usize,
     frags: Option<&'a mut Reassembler>,
     anomalies: &mut DecodeAnomalies,
-) -> Result<Decoded<'a>, DecodeError> {
+) -> Result<&'a [u8], DecodeError> {
     // Each tag consumes 4 bytes, so the frame length bounds this loop.
     while matches!(proto, ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD) {
         let tag = data
@@ -186,8 +206,8 @@ fn ethertype<'a>(
     let rest = &data[at..];
     let wire = wire.saturating_sub(at).max(rest.len());
     match proto {
-        ETHERTYPE_IPV4 => ip::ipv4(outer, rest, wire, frags, anomalies),
-        ETHERTYPE_IPV6 => ip::ipv6(outer, rest, wire, frags, anomalies),
+        ETHERTYPE_IPV4 => ip::ipv4(out, outer, rest, wire, frags, anomalies),
+        ETHERTYPE_IPV6 => ip::ipv6(out, outer, rest, wire, frags, anomalies),
         _ => Err(DecodeError::UnsupportedProtocol),
     }
 }

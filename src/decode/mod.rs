@@ -26,7 +26,7 @@ pub mod link;
 pub mod transport;
 pub mod tunnel;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::time::Ts;
 
@@ -74,6 +74,29 @@ pub struct Packet {
     pub reassembled: bool,
     /// The packet came out of a tunnel (GRE, ERSPAN, VXLAN).
     pub tunneled: bool,
+}
+
+impl Packet {
+    /// A placeholder for a packet about to be decoded into (every field is written).
+    pub const UNSET: Packet = Packet {
+        ts: Ts::ZERO,
+        src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        sport: 0,
+        dport: 0,
+        proto: 0,
+        ip_len: 0,
+        payload_len: 0,
+        tcp_flags: 0,
+        tcp_seq: 0,
+        tcp_ack: 0,
+        tcp_window: 0,
+        src_mac: None,
+        vlan: 0,
+        ports_known: false,
+        reassembled: false,
+        tunneled: false,
+    };
 }
 
 /// A decoded packet and the captured bytes of its transport payload (may be shorter than
@@ -183,6 +206,16 @@ impl Decoder {
         raw: &crate::capture::RawPacket<'a>,
     ) -> Result<Decoded<'a>, DecodeError> {
         link::decode_frame(raw, &mut self.frags, &mut self.anomalies)
+    }
+
+    /// [`decode`](Self::decode) into `out` (every field written on success), returning
+    /// the captured payload.
+    pub fn decode_into<'a>(
+        &'a mut self,
+        out: &mut Packet,
+        raw: &crate::capture::RawPacket<'a>,
+    ) -> Result<&'a [u8], DecodeError> {
+        link::decode_frame_into(out, raw, &mut self.frags, &mut self.anomalies)
     }
 
     /// Gives up reassembly buffers older than the timeout at packet time `now`.

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use super::frag::Reassembler;
 use super::link::{be16, be32, Outer};
 use super::tunnel;
-use super::{DecodeAnomalies, DecodeError, Decoded, Layer, Packet, PROTO_TCP, PROTO_UDP};
+use super::{DecodeAnomalies, DecodeError, Layer, Packet, PROTO_TCP, PROTO_UDP};
 
 pub(crate) const PROTO_GRE: u8 = 47;
 pub(crate) const VXLAN_PORT: u16 = 4789;
@@ -34,14 +34,15 @@ fn sat_u32(n: usize) -> u32 {
 /// Decodes the IP payload: `payload` are its captured bytes (at most `payload_wire`,
 /// its length by the IP header).
 pub(crate) fn decode<'a>(
+    out: &mut Packet,
     outer: Outer,
     ip: IpInfo,
     payload: &'a [u8],
     payload_wire: usize,
     frags: Option<&'a mut Reassembler>,
     anomalies: &mut DecodeAnomalies,
-) -> Result<Decoded<'a>, DecodeError> {
-    let mut packet = Packet {
+) -> Result<&'a [u8], DecodeError> {
+    *out = Packet {
         ts: outer.ts,
         src: ip.src,
         dst: ip.dst,
@@ -61,23 +62,20 @@ pub(crate) fn decode<'a>(
         tunneled: outer.tunneled,
     };
     match ip.proto {
-        PROTO_TCP => tcp(packet, payload, payload_wire, anomalies),
+        PROTO_TCP => tcp(out, payload, payload_wire, anomalies),
         PROTO_UDP => {
             if payload_wire < UDP_HEADER_LEN {
                 return Err(DecodeError::Malformed(Layer::Udp));
             }
             if let Some(ports) = payload.get(..4) {
-                packet.sport = be16(ports, 0);
-                packet.dport = be16(ports, 2);
-                packet.ports_known = true;
+                out.sport = be16(ports, 0);
+                out.dport = be16(ports, 2);
+                out.ports_known = true;
             }
-            packet.payload_len = sat_u32(payload_wire - UDP_HEADER_LEN);
+            out.payload_len = sat_u32(payload_wire - UDP_HEADER_LEN);
             let Some(header) = payload.get(..UDP_HEADER_LEN) else {
                 anomalies.transport_truncated += 1;
-                return Ok(Decoded {
-                    packet,
-                    payload: &[],
-                });
+                return Ok(&[]);
             };
             // The smaller sane length wins: a UDP length beyond the IP length is a lie,
             // and 0 (jumbograms) or under 8 says nothing.
@@ -87,28 +85,25 @@ pub(crate) fn decode<'a>(
             } else {
                 payload_wire - UDP_HEADER_LEN
             };
-            packet.payload_len = sat_u32(udp_payload_len);
+            out.payload_len = sat_u32(udp_payload_len);
             let rest = &payload[UDP_HEADER_LEN..];
             let body = rest.get(..udp_payload_len).unwrap_or(rest);
-            if packet.dport == VXLAN_PORT && tunnel::is_vxlan(body) {
-                return tunnel::vxlan(outer, body, udp_payload_len, frags, anomalies);
+            if out.dport == VXLAN_PORT && tunnel::is_vxlan(body) {
+                return tunnel::vxlan(out, outer, body, udp_payload_len, frags, anomalies);
             }
-            Ok(Decoded {
-                packet,
-                payload: body,
-            })
+            Ok(body)
         }
-        PROTO_GRE => tunnel::gre(outer, payload, payload_wire, frags, anomalies),
-        _ => Ok(Decoded { packet, payload }),
+        PROTO_GRE => tunnel::gre(out, outer, payload, payload_wire, frags, anomalies),
+        _ => Ok(payload),
     }
 }
 
 fn tcp<'a>(
-    mut packet: Packet,
+    packet: &mut Packet,
     segment: &'a [u8],
     segment_wire: usize,
     anomalies: &mut DecodeAnomalies,
-) -> Result<Decoded<'a>, DecodeError> {
+) -> Result<&'a [u8], DecodeError> {
     if segment_wire < TCP_MIN_HEADER_LEN {
         return Err(DecodeError::Malformed(Layer::Tcp));
     }
@@ -121,10 +116,7 @@ fn tcp<'a>(
         // Data offset unknown: assume no options.
         anomalies.transport_truncated += 1;
         packet.payload_len = sat_u32(segment_wire - TCP_MIN_HEADER_LEN);
-        return Ok(Decoded {
-            packet,
-            payload: &[],
-        });
+        return Ok(&[]);
     };
     let header_len = usize::from(fixed[12] >> 4) * 4;
     if header_len < TCP_MIN_HEADER_LEN || header_len > segment_wire {
@@ -143,5 +135,5 @@ fn tcp<'a>(
             &[]
         }
     };
-    Ok(Decoded { packet, payload })
+    Ok(payload)
 }

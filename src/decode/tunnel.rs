@@ -6,7 +6,7 @@
 
 use super::frag::Reassembler;
 use super::link::{self, be16, Outer, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
-use super::{ip, DecodeAnomalies, DecodeError, Decoded, Layer, MAX_ENCAP_DEPTH};
+use super::{ip, DecodeAnomalies, DecodeError, Layer, Packet, MAX_ENCAP_DEPTH};
 
 const GRE_CHECKSUM: u16 = 0x8000;
 /// RFC 1701 routing; RFC 2784 made it reserved. Linux drops such packets too.
@@ -42,12 +42,13 @@ fn enter(mut outer: Outer) -> Result<Outer, DecodeError> {
 
 /// A GRE packet at the start of `data` (`wire` as in [`ip::ipv4`]).
 pub(crate) fn gre<'a>(
+    out: &mut Packet,
     outer: Outer,
     data: &'a [u8],
     wire: usize,
     frags: Option<&'a mut Reassembler>,
     anomalies: &mut DecodeAnomalies,
-) -> Result<Decoded<'a>, DecodeError> {
+) -> Result<&'a [u8], DecodeError> {
     let outer = enter(outer)?;
     let base = data
         .get(..GRE_BASE_LEN)
@@ -67,16 +68,22 @@ pub(crate) fn gre<'a>(
         .ok_or(DecodeError::Truncated(Layer::Tunnel))?;
     let wire = wire.max(data.len()) - header_len;
     match proto {
-        ETHERTYPE_IPV4 => ip::ipv4(outer, body, wire, frags, anomalies),
-        ETHERTYPE_IPV6 => ip::ipv6(outer, body, wire, frags, anomalies),
-        GRE_PROTO_TEB => link::ethernet(outer, body, wire, frags, anomalies),
+        ETHERTYPE_IPV4 => ip::ipv4(out, outer, body, wire, frags, anomalies),
+        ETHERTYPE_IPV6 => ip::ipv6(out, outer, body, wire, frags, anomalies),
+        GRE_PROTO_TEB => link::ethernet(out, outer, body, wire, frags, anomalies),
         // ERSPAN type I has no sequence number and no header: the frame follows GRE.
         GRE_PROTO_ERSPAN_2 if flags & GRE_SEQUENCE == 0 => {
-            link::ethernet(outer, body, wire, frags, anomalies)
+            link::ethernet(out, outer, body, wire, frags, anomalies)
         }
-        GRE_PROTO_ERSPAN_2 => {
-            skip_then_ethernet(outer, body, wire, ERSPAN_2_HEADER_LEN, frags, anomalies)
-        }
+        GRE_PROTO_ERSPAN_2 => skip_then_ethernet(
+            out,
+            outer,
+            body,
+            wire,
+            ERSPAN_2_HEADER_LEN,
+            frags,
+            anomalies,
+        ),
         GRE_PROTO_ERSPAN_3 => {
             let header = body
                 .get(..ERSPAN_3_HEADER_LEN)
@@ -86,24 +93,32 @@ pub(crate) fn gre<'a>(
             } else {
                 ERSPAN_3_HEADER_LEN
             };
-            skip_then_ethernet(outer, body, wire, skip, frags, anomalies)
+            skip_then_ethernet(out, outer, body, wire, skip, frags, anomalies)
         }
         _ => Err(DecodeError::UnsupportedProtocol),
     }
 }
 
 fn skip_then_ethernet<'a>(
+    out: &mut Packet,
     outer: Outer,
     data: &'a [u8],
     wire: usize,
     skip: usize,
     frags: Option<&'a mut Reassembler>,
     anomalies: &mut DecodeAnomalies,
-) -> Result<Decoded<'a>, DecodeError> {
+) -> Result<&'a [u8], DecodeError> {
     let frame = data
         .get(skip..)
         .ok_or(DecodeError::Truncated(Layer::Tunnel))?;
-    link::ethernet(outer, frame, wire.max(data.len()) - skip, frags, anomalies)
+    link::ethernet(
+        out,
+        outer,
+        frame,
+        wire.max(data.len()) - skip,
+        frags,
+        anomalies,
+    )
 }
 
 /// Whether a UDP payload to port 4789 is a VXLAN header (RFC 7348): the I flag set, the
@@ -128,12 +143,13 @@ pub(crate) fn is_vxlan(udp_payload: &[u8]) -> bool {
 
 /// A VXLAN header and inner Ethernet frame at the start of `data` (the UDP payload).
 pub(crate) fn vxlan<'a>(
+    out: &mut Packet,
     outer: Outer,
     data: &'a [u8],
     wire: usize,
     frags: Option<&'a mut Reassembler>,
     anomalies: &mut DecodeAnomalies,
-) -> Result<Decoded<'a>, DecodeError> {
+) -> Result<&'a [u8], DecodeError> {
     let outer = enter(outer)?;
-    skip_then_ethernet(outer, data, wire, VXLAN_HEADER_LEN, frags, anomalies)
+    skip_then_ethernet(out, outer, data, wire, VXLAN_HEADER_LEN, frags, anomalies)
 }

@@ -277,6 +277,8 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
 
     let mut summary = RunSummary::default();
     let mut decoder = Decoder::new(cfg.frag_limits());
+    // Decoded into in place, then copied once into its batch.
+    let mut p = Packet::UNSET;
     let batch_packets = cfg.pipeline.batch_packets.max(1);
     let mut batches: Vec<InBatch> = (0..n).map(|_| InBatch::new(batch_packets)).collect();
     let mut in_batch = 0usize;
@@ -363,9 +365,8 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
                 }
                 seq += 1;
                 in_batch += 1;
-                match decoder.decode(&raw) {
-                    Ok(d) => {
-                        let p = d.packet;
+                match decoder.decode_into(&mut p, &raw) {
+                    Ok(payload) => {
                         if p.proto == PROTO_TCP || p.proto == PROTO_UDP {
                             let w = if n == 1 {
                                 0
@@ -374,13 +375,13 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
                             };
                             let b = &mut batches[w];
                             let (mut off, mut len) = (0u32, 0u32);
-                            if !d.payload.is_empty()
-                                && d.payload.len() <= MAX_CARRIED_PAYLOAD
+                            if !payload.is_empty()
+                                && payload.len() <= MAX_CARRIED_PAYLOAD
                                 && dns_kind(p.sport, p.dport).is_some()
                             {
                                 off = b.arena.len() as u32;
-                                len = d.payload.len() as u32;
-                                b.arena.extend_from_slice(d.payload);
+                                len = payload.len() as u32;
+                                b.arena.extend_from_slice(payload);
                             }
                             b.pkts.push(BatchPacket {
                                 pkt: p,
