@@ -9,7 +9,7 @@
 //! and expiry costs O(1) per expired flow, whatever the table size.
 
 use std::hash::BuildHasher;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::index::{self, FlowIndex};
 
@@ -214,10 +214,12 @@ impl Due {
 
 impl Ord for Due {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key()
-            .cmp(&other.key())
-            .then(self.slot.cmp(&other.slot))
-            .then(self.reason.cmp(&other.reason))
+        // Lazily: the slot and reason decide only between equal keys (never, in
+        // practice), and `Ordering::then` would compare them every time.
+        match self.key().cmp(&other.key()) {
+            std::cmp::Ordering::Equal => (self.slot, self.reason).cmp(&(other.slot, other.reason)),
+            o => o,
+        }
     }
 }
 
@@ -271,17 +273,31 @@ fn addr_words(a: &IpAddr) -> (u64, u64) {
 #[inline]
 fn hash_key(h: &KeyHasher, k: &FlowKey) -> u64 {
     let s = &h.seeds;
-    let ports = (k.lo_port as u64) << 24 | (k.hi_port as u64) << 8 | k.proto as u64;
     if let (IpAddr::V4(l), IpAddr::V4(r)) = (k.lo, k.hi) {
-        let x =
-            (u32::from_ne_bytes(l.octets()) as u64) << 32 | u32::from_ne_bytes(r.octets()) as u64;
-        return fold_mul(fold_mul(x ^ s[0], ports ^ s[1]) ^ s[2], s[3]);
+        return hash_v4(h, l, r, k.lo_port, k.hi_port, k.proto);
     }
+    let ports = (k.lo_port as u64) << 24 | (k.hi_port as u64) << 8 | k.proto as u64;
     let (l0, l1) = addr_words(&k.lo);
     let (h0, h1) = addr_words(&k.hi);
     let a = fold_mul(l0 ^ s[0], l1 ^ s[1]);
     let b = fold_mul(h0 ^ s[2], h1 ^ s[3]);
     fold_mul(fold_mul(a ^ s[1], b ^ ports ^ s[2]) ^ s[0], s[3])
+}
+
+/// [`hash_key`] of an IPv4 key, from its parts.
+#[inline]
+fn hash_v4(
+    h: &KeyHasher,
+    lo: Ipv4Addr,
+    hi: Ipv4Addr,
+    lo_port: u16,
+    hi_port: u16,
+    proto: u8,
+) -> u64 {
+    let s = &h.seeds;
+    let ports = (lo_port as u64) << 24 | (hi_port as u64) << 8 | proto as u64;
+    let x = (u32::from_ne_bytes(lo.octets()) as u64) << 32 | u32::from_ne_bytes(hi.octets()) as u64;
+    fold_mul(fold_mul(x ^ s[0], ports ^ s[1]) ^ s[2], s[3])
 }
 
 /// Deterministic flow uid: FNV-1a over the first packet time and the key.
@@ -394,8 +410,30 @@ impl FlowShard {
 
     /// A packet's flow key, its direction, and the key's hash, computed once and shared
     /// by the prefetch stages and [`process_keyed`](Self::process_keyed).
-    #[inline]
+    #[inline(always)]
     pub fn key_of(&self, p: &Packet) -> PacketKey {
+        if let (IpAddr::V4(src), IpAddr::V4(dst)) = (p.src, p.dst) {
+            // IPv4 (nearly every packet) in one pass: order, key and hash from the two
+            // address words, without matching the address enums three times.
+            let (s, d) = (u32::from(src), u32::from(dst));
+            let from_lo = (s, p.sport) <= (d, p.dport);
+            let (lo, hi, lo_port, hi_port) = if from_lo {
+                (src, dst, p.sport, p.dport)
+            } else {
+                (dst, src, p.dport, p.sport)
+            };
+            return PacketKey {
+                hash: hash_v4(&self.hasher, lo, hi, lo_port, hi_port, p.proto),
+                key: FlowKey {
+                    lo: IpAddr::V4(lo),
+                    hi: IpAddr::V4(hi),
+                    lo_port,
+                    hi_port,
+                    proto: p.proto,
+                },
+                from_lo,
+            };
+        }
         let (key, from_lo) = FlowKey::from_packet(p.src, p.sport, p.dst, p.dport, p.proto);
         PacketKey {
             hash: hash_key(&self.hasher, &key),
@@ -873,9 +911,8 @@ fn tcp_update(f: &mut Flow, d: usize, p: &Packet) -> u64 {
     let fin = flags & tf::FIN != 0;
     let rst = flags & tf::RST != 0;
     let o = 1 - d;
-    let (me, peer) = (f.sides[d], f.sides[o]);
-    let mut me = me;
-    let mut peer_state = peer.state;
+    let mut me = f.sides[d];
+    let mut peer_state = f.sides[o].state;
 
     // History letters as Zeek's update_history: a multi-flag packet gets only Q or I.
     let bits = syn as u8 + fin as u8 + rst as u8;

@@ -126,8 +126,6 @@ pub(crate) struct Worker {
     /// SipHash over a key's fields cost more than the lookup. Never iterated.
     dns_tcp: hashbrown::HashMap<(FlowKey, bool), DnsTcpStream>,
     events: Vec<FlowEvent>,
-    /// Flow keys of the next packets, computed once each for prefetch and lookup.
-    keys: [PacketKey; KEY_RING],
     alerts: Vec<Alert>,
     answers: Vec<DnsAnswer>,
     stats: WorkerStats,
@@ -169,7 +167,6 @@ impl Worker {
             engine: Engine::new(ctx, detectors, cfg.alerts.window),
             dns_tcp: hashbrown::HashMap::new(),
             events: Vec::with_capacity(16),
-            keys: [PacketKey::default(); KEY_RING],
             alerts: Vec::new(),
             answers: Vec::new(),
             stats: WorkerStats::default(),
@@ -224,23 +221,28 @@ impl Worker {
         // ahead, the flow record of the one PREFETCH_NEAR ahead, so this packet's
         // lookups hit the cache instead of waiting on memory.
         let n = b.pkts.len();
+        // Flow keys of the next packets, computed once each for prefetch and lookup. On
+        // the stack, not in `self`: the packet's key is then lent in place, where a copy
+        // out of `self` was read back at once in pieces that straddled the copy's stores
+        // (a store-forwarding stall on every packet).
+        let mut keys = [PacketKey::default(); KEY_RING];
         for (i, bp) in b.pkts.iter().enumerate().take(PREFETCH_FAR) {
-            self.keys[i] = self.shard.key_of(&bp.pkt);
+            keys[i] = self.shard.key_of(&bp.pkt);
         }
         for i in 0..n {
             if let Some(far) = b.pkts.get(i + PREFETCH_FAR) {
                 let k = self.shard.key_of(&far.pkt);
                 self.shard.prefetch_slot(&k);
-                self.keys[(i + PREFETCH_FAR) % KEY_RING] = k;
+                keys[(i + PREFETCH_FAR) % KEY_RING] = k;
             }
             if i + PREFETCH_NEAR < n {
                 self.shard
-                    .prefetch_flow(&self.keys[(i + PREFETCH_NEAR) % KEY_RING]);
+                    .prefetch_flow(&keys[(i + PREFETCH_NEAR) % KEY_RING]);
             }
             let bp = &b.pkts[i];
-            let k = self.keys[i % KEY_RING];
+            let k = &keys[i % KEY_RING];
             let payload = &b.arena[bp.pay_off as usize..(bp.pay_off + bp.pay_len) as usize];
-            self.packet(&bp.pkt, &k, payload, bp.seq, &mut ob);
+            self.packet(&bp.pkt, k, payload, bp.seq, &mut ob);
         }
         // Expiry in chunks: a mass timeout (or the final drain) never holds every
         // flow's events or rendered lines at once.
