@@ -78,9 +78,8 @@ pub(crate) fn ipv4<'a>(
     let more = frag_field & IPV4_MORE_FRAGMENTS != 0;
     let offset = usize::from(frag_field & IPV4_OFFSET_MASK) * 8;
     if !more && offset == 0 {
+        (out.src, out.dst) = (src, dst);
         let ip = IpInfo {
-            src,
-            dst,
             proto,
             ip_len: sat_u32(ip_len),
         };
@@ -108,9 +107,8 @@ pub(crate) fn ipv4<'a>(
         next_header: proto,
     };
     let whole = frags.insert(piece, anomalies)?;
+    (out.src, out.dst) = (src, dst);
     let ip = IpInfo {
-        src,
-        dst,
         proto,
         ip_len: sat_u32(whole.header_len + whole.data.len()),
     };
@@ -231,9 +229,8 @@ pub(crate) fn ipv6<'a>(
 
     match walk_extensions(fixed[6], payload, declared)? {
         Walk::Upper { proto, at } => {
+            (out.src, out.dst) = (src, dst);
             let ip = IpInfo {
-                src,
-                dst,
                 proto,
                 ip_len: sat_u32(IPV6_HEADER_LEN + declared),
             };
@@ -286,12 +283,8 @@ pub(crate) fn ipv6<'a>(
             // The fragmentable part may start with more extension headers.
             match walk_extensions(whole.next_header, datagram, datagram.len())? {
                 Walk::Upper { proto, at } => {
-                    let ip = IpInfo {
-                        src,
-                        dst,
-                        proto,
-                        ip_len,
-                    };
+                    (out.src, out.dst) = (src, dst);
+                    let ip = IpInfo { proto, ip_len };
                     let upper = &datagram[at..];
                     let outer = Outer {
                         reassembled: true,

@@ -31,8 +31,6 @@ const AF_INET6: [u32; 3] = [24, 28, 30];
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Outer {
     pub ts: Ts,
-    pub vlan: u16,
-    pub src_mac: Option<[u8; 6]>,
     pub tunneled: bool,
     /// This packet, or a tunnel packet around it, was rebuilt from fragments.
     pub reassembled: bool,
@@ -61,12 +59,15 @@ pub fn decode_frame_into<'a>(
 ) -> Result<&'a [u8], DecodeError> {
     let outer = Outer {
         ts: raw.ts,
-        vlan: 0,
-        src_mac: None,
         tunneled: false,
         reassembled: false,
         depth: 0,
     };
+    // The link layers write these straight into the packet (the innermost Ethernet
+    // source, the outermost VLAN): carried in `Outer`, they were read back at once in
+    // other widths than they had been stored in, a store-forwarding stall per packet.
+    out.vlan = 0;
+    out.src_mac = None;
     let data = raw.data;
     // Bytes on the wire; a broken record may claim fewer than it holds.
     let wire = (raw.orig_len as usize).max(data.len());
@@ -78,9 +79,8 @@ pub fn decode_frame_into<'a>(
                 .ok_or(DecodeError::Truncated(Layer::Link))?;
             let arphrd = be16(hdr, 2);
             let addr_len = be16(hdr, 4);
-            let mut outer = outer;
             if arphrd == ARPHRD_ETHER && addr_len == 6 {
-                outer.src_mac = mac_at(hdr, 6);
+                out.src_mac = mac_at(hdr, 6);
             }
             let proto = be16(hdr, 14);
             ethertype(
@@ -100,9 +100,8 @@ pub fn decode_frame_into<'a>(
                 .ok_or(DecodeError::Truncated(Layer::Link))?;
             let arphrd = be16(hdr, 8);
             let addr_len = hdr[11];
-            let mut outer = outer;
             if arphrd == ARPHRD_ETHER && addr_len == 6 {
-                outer.src_mac = mac_at(hdr, 12);
+                out.src_mac = mac_at(hdr, 12);
             }
             let proto = be16(hdr, 0);
             ethertype(
@@ -156,7 +155,7 @@ pub fn decode_frame_into<'a>(
 /// VXLAN). `wire` is the frame's length on the wire, at least `data.len()`.
 pub(crate) fn ethernet<'a>(
     out: &mut Packet,
-    mut outer: Outer,
+    outer: Outer,
     data: &'a [u8],
     wire: usize,
     frags: Option<&'a mut Reassembler>,
@@ -165,7 +164,7 @@ pub(crate) fn ethernet<'a>(
     let hdr = data
         .get(..ETHERNET_HEADER_LEN)
         .ok_or(DecodeError::Truncated(Layer::Link))?;
-    outer.src_mac = mac_at(hdr, 6);
+    out.src_mac = mac_at(hdr, 6);
     let proto = be16(hdr, 12);
     ethertype(
         out,
@@ -184,7 +183,7 @@ pub(crate) fn ethernet<'a>(
 #[allow(clippy::too_many_arguments)]
 fn ethertype<'a>(
     out: &mut Packet,
-    mut outer: Outer,
+    outer: Outer,
     mut proto: u16,
     data: &'a [u8],
     mut at: usize,
@@ -197,8 +196,8 @@ fn ethertype<'a>(
         let tag = data
             .get(at..at + VLAN_TAG_LEN)
             .ok_or(DecodeError::Truncated(Layer::Vlan))?;
-        if outer.vlan == 0 {
-            outer.vlan = be16(tag, 0) & 0x0fff;
+        if out.vlan == 0 {
+            out.vlan = be16(tag, 0) & 0x0fff;
         }
         proto = be16(tag, 2);
         at += VLAN_TAG_LEN;

@@ -6,8 +6,6 @@
 //!
 //! Panic contract (see [`super`]): every read goes through a length check or `get`.
 
-use std::net::IpAddr;
-
 use super::frag::Reassembler;
 use super::link::{be16, be32, Outer};
 use super::tunnel;
@@ -18,11 +16,12 @@ pub(crate) const VXLAN_PORT: u16 = 4789;
 const TCP_MIN_HEADER_LEN: usize = 20;
 const UDP_HEADER_LEN: usize = 8;
 
-/// What the IP layer learned, handed to the transport layer.
+/// What the IP layer learned, handed to the transport layer. The addresses go straight
+/// into the packet (the IP layer writes `out.src` and `out.dst`): copied through here,
+/// each was read back at once as wider words than its enum had been stored in, a
+/// store-forwarding stall on every packet.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IpInfo {
-    pub src: IpAddr,
-    pub dst: IpAddr,
     pub proto: u8,
     pub ip_len: u32,
 }
@@ -32,7 +31,8 @@ fn sat_u32(n: usize) -> u32 {
 }
 
 /// Decodes the IP payload: `payload` are its captured bytes (at most `payload_wire`,
-/// its length by the IP header).
+/// its length by the IP header). Writes every field of `out` but those the link and IP
+/// layers have written (addresses, source MAC, VLAN).
 pub(crate) fn decode<'a>(
     out: &mut Packet,
     outer: Outer,
@@ -42,25 +42,21 @@ pub(crate) fn decode<'a>(
     frags: Option<&'a mut Reassembler>,
     anomalies: &mut DecodeAnomalies,
 ) -> Result<&'a [u8], DecodeError> {
-    *out = Packet {
-        ts: outer.ts,
-        src: ip.src,
-        dst: ip.dst,
-        sport: 0,
-        dport: 0,
-        proto: ip.proto,
-        ip_len: ip.ip_len,
-        payload_len: sat_u32(payload_wire),
-        tcp_flags: 0,
-        tcp_seq: 0,
-        tcp_ack: 0,
-        tcp_window: 0,
-        src_mac: outer.src_mac,
-        vlan: outer.vlan,
-        ports_known: false,
-        reassembled: outer.reassembled,
-        tunneled: outer.tunneled,
-    };
+    // Field by field: the addresses are the IP layer's, `src_mac` and `vlan` the link
+    // layers'.
+    out.ts = outer.ts;
+    out.sport = 0;
+    out.dport = 0;
+    out.proto = ip.proto;
+    out.ip_len = ip.ip_len;
+    out.payload_len = sat_u32(payload_wire);
+    out.tcp_flags = 0;
+    out.tcp_seq = 0;
+    out.tcp_ack = 0;
+    out.tcp_window = 0;
+    out.ports_known = false;
+    out.reassembled = outer.reassembled;
+    out.tunneled = outer.tunneled;
     match ip.proto {
         PROTO_TCP => tcp(out, payload, payload_wire, anomalies),
         PROTO_UDP => {
