@@ -28,6 +28,7 @@ impl MergedFiles {
     }
 
     /// The next packet over all files, or None when every file is done.
+    #[inline]
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
         if self.readers.len() == 1 {
             return self.readers[0].next_packet();

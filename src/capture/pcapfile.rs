@@ -293,6 +293,7 @@ impl PcapReader {
     }
 
     /// The record loaded by the last successful [`advance`](Self::advance).
+    #[inline]
     pub fn current(&self) -> Option<RawPacket<'_>> {
         if !self.has_current {
             return None;
@@ -322,6 +323,7 @@ impl PcapReader {
     }
 
     /// Reads the next packet: convenience over [`advance`] + [`current`].
+    #[inline]
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
         if self.advance()? {
             Ok(self.current())

@@ -194,7 +194,13 @@ const SPARE_BATCHES: usize = 4;
 const MAX_CARRIED_PAYLOAD: usize = 65_535;
 
 /// Runs the pipeline until the source ends or `stop` is set.
-pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary, PipelineError> {
+///
+/// Generic over the source so that a replay's record reads inline into the loop (through
+/// `dyn`, every packet came back through a stack slot read at once after the call).
+pub fn run<S: PacketSource + ?Sized>(
+    source: &mut S,
+    opts: RunOptions,
+) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let cfg = &opts.config;
     let n = cfg.pipeline.workers.max(1);
@@ -277,8 +283,10 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
 
     let mut summary = RunSummary::default();
     let mut decoder = Decoder::new(cfg.frag_limits());
-    // Decoded into in place, then copied once into its batch.
+    // With several workers a packet is decoded here, then copied into the batch of the
+    // worker its host hashes to; with one, straight into that batch's next slot.
     let mut p = Packet::UNSET;
+    let one = n == 1;
     let batch_packets = cfg.pipeline.batch_packets.max(1);
     let mut batches: Vec<InBatch> = (0..n).map(|_| InBatch::new(batch_packets)).collect();
     let mut in_batch = 0usize;
@@ -365,37 +373,61 @@ pub fn run(source: &mut dyn PacketSource, opts: RunOptions) -> Result<RunSummary
                 }
                 seq += 1;
                 in_batch += 1;
-                match decoder.decode_into(&mut p, &raw) {
-                    Ok(payload) => {
-                        if p.proto == PROTO_TCP || p.proto == PROTO_UDP {
-                            let w = if n == 1 {
-                                0
-                            } else {
-                                route::worker_for(&p, &home, n)
-                            };
-                            let b = &mut batches[w];
-                            let (mut off, mut len) = (0u32, 0u32);
-                            if !payload.is_empty()
-                                && payload.len() <= MAX_CARRIED_PAYLOAD
-                                && dns_kind(p.sport, p.dport).is_some()
-                            {
-                                off = b.arena.len() as u32;
-                                len = payload.len() as u32;
-                                b.arena.extend_from_slice(payload);
-                            }
-                            b.pkts.push(BatchPacket {
+                // Decoding into the slot (taken back if nothing is kept) spares a copy
+                // of the packet just written, which waited on the decoder's stores.
+                if one {
+                    batches[0].pkts.push(BatchPacket {
+                        pkt: Packet::UNSET,
+                        seq,
+                        pay_off: 0,
+                        pay_len: 0,
+                    });
+                }
+                let decoded = match batches[0].pkts.last_mut() {
+                    Some(slot) if one => decoder.decode_into(&mut slot.pkt, &raw),
+                    _ => decoder.decode_into(&mut p, &raw),
+                };
+                let w = match decoded {
+                    Ok(_) if !one => route::worker_for(&p, &home, n),
+                    _ => 0,
+                };
+                let b = &mut batches[w];
+                let head = match b.pkts.last() {
+                    Some(slot) if one => &slot.pkt,
+                    _ => &p,
+                };
+                let (proto, sport, dport) = (head.proto, head.sport, head.dport);
+                match decoded {
+                    Ok(payload) if proto == PROTO_TCP || proto == PROTO_UDP => {
+                        let (mut off, mut len) = (0u32, 0u32);
+                        if !payload.is_empty()
+                            && payload.len() <= MAX_CARRIED_PAYLOAD
+                            && dns_kind(sport, dport).is_some()
+                        {
+                            off = b.arena.len() as u32;
+                            len = payload.len() as u32;
+                            b.arena.extend_from_slice(payload);
+                        }
+                        match b.pkts.last_mut() {
+                            Some(slot) if one => (slot.pay_off, slot.pay_len) = (off, len),
+                            _ => b.pkts.push(BatchPacket {
                                 pkt: p,
                                 seq,
                                 pay_off: off,
                                 pay_len: len,
-                            });
-                        } else {
-                            summary.other_proto += 1;
+                            }),
                         }
                     }
-                    Err(e) => {
-                        if e != DecodeError::FragmentHeld {
-                            *summary.decode_errors.entry(e.kind()).or_default() += 1;
+                    kept => {
+                        if one {
+                            b.pkts.pop();
+                        }
+                        match kept {
+                            Ok(_) => summary.other_proto += 1,
+                            Err(e) if e != DecodeError::FragmentHeld => {
+                                *summary.decode_errors.entry(e.kind()).or_default() += 1;
+                            }
+                            Err(_) => {}
                         }
                     }
                 }

@@ -35,6 +35,7 @@ impl FileSource {
 }
 
 impl PacketSource for FileSource {
+    #[inline]
     fn next_event(&mut self) -> Result<SourceEvent<'_>, CaptureError> {
         match self.files.next_packet()? {
             Some(p) => {
