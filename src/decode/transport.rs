@@ -43,20 +43,40 @@ pub(crate) fn decode<'a>(
     anomalies: &mut DecodeAnomalies,
 ) -> Result<&'a [u8], DecodeError> {
     // Field by field: the addresses are the IP layer's, `src_mac` and `vlan` the link
-    // layers'.
-    out.ts = outer.ts;
-    out.sport = 0;
-    out.dport = 0;
-    out.proto = ip.proto;
-    out.ip_len = ip.ip_len;
-    out.payload_len = sat_u32(payload_wire);
-    out.tcp_flags = 0;
-    out.tcp_seq = 0;
-    out.tcp_ack = 0;
-    out.tcp_window = 0;
-    out.ports_known = false;
-    out.reassembled = outer.reassembled;
-    out.tunneled = outer.tunneled;
+    // layers'. The pattern names every field, so a new one cannot be left holding the
+    // previous packet's value (the pipeline decodes into a reused `Packet`).
+    let Packet {
+        ts,
+        src: _,
+        dst: _,
+        sport,
+        dport,
+        proto,
+        ip_len,
+        payload_len,
+        tcp_flags,
+        tcp_seq,
+        tcp_ack,
+        tcp_window,
+        src_mac: _,
+        vlan: _,
+        ports_known,
+        reassembled,
+        tunneled,
+    } = out;
+    *ts = outer.ts;
+    *sport = 0;
+    *dport = 0;
+    *proto = ip.proto;
+    *ip_len = ip.ip_len;
+    *payload_len = sat_u32(payload_wire);
+    *tcp_flags = 0;
+    *tcp_seq = 0;
+    *tcp_ack = 0;
+    *tcp_window = 0;
+    *ports_known = false;
+    *reassembled = outer.reassembled;
+    *tunneled = outer.tunneled;
     match ip.proto {
         PROTO_TCP => tcp(out, payload, payload_wire, anomalies),
         PROTO_UDP => {
